@@ -13,8 +13,9 @@ setup:
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# The whole pytest session runs inside an isolated network namespace (see scripts/run_tests.sh).
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	bash scripts/run_tests.sh $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m bdc_occ_ros.demo $(DEMO_ARGS)
