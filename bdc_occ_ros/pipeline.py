@@ -94,7 +94,7 @@ class OccupancyPipeline:
             frame_id=self._rig.base_frame,
             visibility=in_view,
             detections=detections,
-            grid=self.cfg.grid,
+            grid=self.cfg.grid.spec(),
             timings_ms=timings,
         )
 
@@ -107,7 +107,7 @@ class OccupancyPipeline:
             cams = [_at_size(cam, w, h) for cam, (w, h) in zip(calibrated, sizes, strict=True)]
             augs = [test_time_aug(w, h, in_w, in_h) for w, h in sizes]
             geometry = geometry_from_calibration(cams, augs, in_w, in_h)
-            cached = (augs, geometry, in_view_mask(cams, augs, in_w, in_h, self.cfg.grid.centers()))
+            cached = (augs, geometry, in_view_mask(cams, augs, in_w, in_h, self.cfg.grid.spec().centers()))
             self._geometry_cache = {sizes: cached}  # only the current sizes: a size change invalidates
         return cached
 
