@@ -1,0 +1,65 @@
+"""``engine: bitwise``: the packed network on the CPU (same interface as the torch engine)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from bdc_occ_ros.config import ModelConfig
+from bdc_occ_ros.engines import EngineOutput
+from bdc_occ_ros.engines.errors import EngineUnavailable
+from bdc_occ_ros.model.inputs import CameraGeometry
+
+
+def set_numba_threads(n: int | None = None) -> int:
+    """Use ``n`` numba threads (default: torch's intra-op thread count), capped by NUMBA_NUM_THREADS."""
+    import numba
+
+    n = min(n or torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    return n
+
+
+class BitwiseEngine:
+    """XNOR-popcount engine. ``checkpoint``: a packed file (``bdc-occ bench``/:func:`save_packed`), a float
+    checkpoint (packed on load) or None (random init). CPU only; numba threads follow torch's thread count."""
+
+    name = "bitwise"
+
+    def __init__(self, cfg: ModelConfig, checkpoint: str | Path | None = None, device: str = "cpu") -> None:
+        if torch.device(device).type != "cpu":
+            raise EngineUnavailable(f"the bitwise engine runs on the CPU only (device {device!r} requested)")
+        if not cfg.binary:
+            raise ValueError(f"engine bitwise: model {cfg.name!r} has no binarized units (unit: fp)")
+        try:
+            import numba  # noqa: F401
+        except ImportError as exc:  # numba/llvmlite missing or broken
+            raise EngineUnavailable(f"numba is not usable: {exc}") from exc
+        from bdc_occ_ros.engines.bitwise.convert import pack_model
+        from bdc_occ_ros.engines.bitwise.layers import warm_up
+        from bdc_occ_ros.engines.bitwise.packed_file import is_packed_file, load_packed
+
+        self.numba_threads = set_numba_threads()
+        if checkpoint is not None and is_packed_file(checkpoint):
+            self.model, _ = load_packed(checkpoint)
+            if self.model.cfg.to_dict() != cfg.to_dict():
+                raise ValueError(f"packed model {checkpoint} was built from another model config than the one given")
+        else:
+            from bdc_occ_ros.engines.torch_engine import load_weights
+
+            self.model = pack_model(load_weights(cfg, checkpoint, "cpu"))
+        self.cfg = cfg
+        warm_up()  # JIT/cache load now, at start-up, not on the first frame
+
+    @torch.inference_mode()
+    def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput:
+        from bdc_occ_ros.engines.bitwise.convert import contiguous_outputs, run_stages
+
+        out, timings = run_stages(self.model.network, imgs.cpu(), geometry.to("cpu"))
+        out = contiguous_outputs(out)
+        t0 = time.perf_counter()
+        labels = out["occ_logits"].argmax(dim=-1).to(torch.uint8)
+        timings["argmax"] = (time.perf_counter() - t0) * 1e3
+        return EngineOutput(occ_labels=labels, det=out.get("det"), timings_ms=timings)

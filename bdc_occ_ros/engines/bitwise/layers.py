@@ -1,0 +1,267 @@
+"""Packed counterparts of the binarized units: same math as ``bdc_occ_ros.model.units``, run with bit kernels.
+
+A :class:`PackedUnit` replaces one BiSR-Conv / BDC-V1/V2/V3 unit. Its only sign-binarized activation (the
+unit input after the ReDistribution affine) is packed once into uint32/uint64 words and consumed packed by the
+XNOR-popcount 3x3 conv, whose epilogue applies alpha, the folded BatchNorm, RPReLU and (BiSR) the residual.
+The binary-weight 1x1 convs see real-valued inputs (W1A32); they run as one float GEMM on the channel-last
+map with the +-1 weights (measured faster than a multiply-free numba kernel on this CPU, see the benchmark),
+followed by a fused affine + RPReLU + global-average-pool pass, then ``main * gate + shortcut``.
+
+Binarized weights are stored only as bits (int32/int64 buffers holding uint32/uint64 words, 32-bit words
+for up to 32 channels; safetensors and ``state_dict`` carry them as they are) plus the per-output-channel
+alpha; the float latent weights are gone.
+Everything else (shortcut pooling, shortcut BN, the tiny weight-branch MLP on (B, C)) stays torch.
+
+Maps between units are torch tensors in channels_last memory: ``(B, C, H, W)`` views of ``(B, H, W, C)``
+numpy arrays, so no transposes are needed from one unit to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from bdc_occ_ros.engines.bitwise import kernels
+from bdc_occ_ros.model.binary import BinaryConv2d, RPReLU
+from bdc_occ_ros.model.units import BDCUnitV1, BiSRConv, ChannelReweight
+
+_EMPTY1 = np.empty(0, np.float32)
+_EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
+
+
+def _as_words(t: torch.Tensor) -> np.ndarray:
+    """int32/int64 buffer -> the same bits as uint32/uint64 words (no copy)."""
+    return t.numpy().view(f"u{t.element_size()}")
+
+
+def _word_buffer(shape: tuple[int, ...], channels: int) -> torch.Tensor:
+    """Zeroed signed-int buffer of the packing word's width (torch and safetensors store signed ints)."""
+    dtype = torch.int32 if kernels.word_dtype(channels) is np.uint32 else torch.int64
+    return torch.zeros(shape, dtype=dtype)
+
+
+def signed_words(words: np.ndarray) -> torch.Tensor:
+    """uint32/uint64 words -> int32/int64 tensor with the same bits (how buffers and files store them)."""
+    return torch.from_numpy(words.view(f"i{words.itemsize}"))
+
+
+def _np32(t: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().reshape(-1).to(torch.float32).numpy())
+
+
+def to_nhwc(x: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) tensor -> C-contiguous (B, H, W, C) float32 array (no copy when x is channels_last)."""
+    return np.ascontiguousarray(x.detach().permute(0, 2, 3, 1).to(torch.float32).numpy())
+
+
+def from_nhwc(a: np.ndarray) -> torch.Tensor:
+    """(B, H, W, C) array -> (B, C, H, W) tensor in channels_last memory sharing the buffer."""
+    return torch.from_numpy(a).permute(0, 3, 1, 2)
+
+
+def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, H, W, K) words."""
+    b, c, h, w = x.shape
+    out = np.empty((b, h, w, kernels.num_words(c)), kernels.word_dtype(c))
+    x = x.detach()
+    if x.is_contiguous():
+        kernels.pack_signs_nchw(x.numpy(), scale, shift, out)
+    else:
+        kernels.pack_signs_nhwc(to_nhwc(x), scale, shift, out)
+    return out
+
+
+@dataclass
+class Epilogue:
+    """Per-channel ``rprelu(mul * s + add)`` (alpha and an eval-mode BatchNorm folded into mul/add).
+
+    rp_gamma/rp_slope/rp_zeta are empty when there is no RPReLU.
+    """
+
+    mul: np.ndarray
+    add: np.ndarray
+    rp_gamma: np.ndarray
+    rp_slope: np.ndarray
+    rp_zeta: np.ndarray
+
+    @classmethod
+    def fold(cls, alpha: torch.Tensor, norm: nn.Module, act: RPReLU | None) -> Epilogue:
+        """alpha (C,), norm a BatchNorm2d (eval statistics) or Identity, act an RPReLU or None."""
+        alpha = alpha.detach().to(torch.float32)
+        if isinstance(norm, nn.BatchNorm2d):
+            scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+            mul, add = alpha * scale, norm.bias.detach() - norm.running_mean * scale
+        elif isinstance(norm, nn.Identity):
+            mul, add = alpha, torch.zeros_like(alpha)
+        else:
+            raise TypeError(f"unsupported norm in a binarized unit: {type(norm).__name__}")
+        if act is None:
+            return cls(_np32(mul), _np32(add), _EMPTY1, _EMPTY1, _EMPTY1)
+        return cls(
+            _np32(mul), _np32(add), _np32(act.pr_bias0.bias), _np32(act.pr_prelu.weight), _np32(act.pr_bias1.bias)
+        )
+
+
+class PackedConv3x3(nn.Module):
+    """Binary 3x3 conv (padding 1) on packed activations: buffers ``bits`` (9, K, Cout) and ``alpha`` (Cout,)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.cin, self.cout, self.stride = cin, cout, stride
+        self.register_buffer("bits", _word_buffer((9, kernels.num_words(cin), cout), cin))
+        self.register_buffer("alpha", torch.zeros(cout))
+
+    @classmethod
+    def from_conv(cls, conv: BinaryConv2d) -> PackedConv3x3:
+        sign, alpha = conv.binarized_weight()
+        packed = cls(conv.in_channels, conv.out_channels, conv.stride[0])
+        packed.bits.copy_(signed_words(kernels.pack_weights3x3((sign > 0).numpy())))
+        packed.alpha.copy_(alpha)
+        return packed
+
+    def run(self, xp: np.ndarray, epi: Epilogue, residual: np.ndarray = _EMPTY4) -> np.ndarray:
+        """xp (B, H, W, K) packed input -> (B, Ho, Wo, Cout) float32 after the epilogue (+ residual)."""
+        b, h, w, _ = xp.shape
+        ho, wo = kernels.conv_out_size(h, self.stride), kernels.conv_out_size(w, self.stride)
+        out = np.empty((b, ho, wo, self.cout), np.float32)
+        kernels.binary_conv3x3(
+            xp, _as_words(self.bits), self.cin, self.stride, epi.mul, epi.add,
+            epi.rp_gamma, epi.rp_slope, epi.rp_zeta, epi.rp_gamma.size > 0, residual, out,
+        )  # fmt: skip
+        return out
+
+
+class PackedPointwise(nn.Module):
+    """Binary-weight 1x1 conv on real inputs: buffers ``bits`` (Cout, K) and ``alpha`` (Cout,).
+
+    ``sign_t`` (Cin, Cout) float32 +-1 is rebuilt from the bits by :meth:`prepare` for the GEMM.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.cin, self.cout = cin, cout
+        self.register_buffer("bits", _word_buffer((cout, kernels.num_words(cin)), cin))
+        self.register_buffer("alpha", torch.zeros(cout))
+        self.register_buffer("sign_t", torch.zeros(cin, cout), persistent=False)
+
+    @classmethod
+    def from_conv(cls, conv: BinaryConv2d) -> PackedPointwise:
+        if conv.kernel_size != (1, 1):
+            raise ValueError(f"PackedPointwise: expected a 1x1 conv, got {conv.kernel_size}")
+        sign, alpha = conv.binarized_weight()
+        packed = cls(conv.in_channels, conv.out_channels)
+        bits = kernels.pack_bits_axis1((sign[:, :, 0, 0] > 0).numpy()[None, :, :].transpose(0, 2, 1))[0]
+        packed.bits.copy_(signed_words(bits))
+        packed.alpha.copy_(alpha)
+        packed.prepare()
+        return packed
+
+    def prepare(self) -> None:
+        """Unpack the bits into the +-1 GEMM matrix (after construction or load_state_dict)."""
+        pos = kernels.unpack_bits(_as_words(self.bits), self.cin)  # (Cout, Cin) bool
+        self.sign_t = torch.from_numpy(np.where(pos.T, np.float32(1.0), np.float32(-1.0)))
+
+    def matmul(self, x2d: np.ndarray) -> np.ndarray:
+        """(P, Cin) float32 -> (P, Cout) float32 = x @ sign^T (alpha is applied by the caller's epilogue)."""
+        return torch.mm(torch.from_numpy(x2d), self.sign_t).numpy()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Cin, H, W) -> (B, Cout, H, W) = alpha * conv1x1(x, sign) (used on the (B, C, 1, 1) branch)."""
+        y = torch.einsum("bchw,co->bohw", x, self.sign_t)
+        return y * self.alpha.view(1, -1, 1, 1)
+
+
+def _pack_reweight(branch: ChannelReweight) -> ChannelReweight:
+    # The branch runs on (B, C, 1, 1): keep it torch, only its two 1x1 convs are stored as bits.
+    fc = branch.fc
+    for i, layer in enumerate(fc):
+        if isinstance(layer, BinaryConv2d):
+            fc[i] = PackedPointwise.from_conv(layer)
+    return branch
+
+
+class PackedUnit(nn.Module):
+    """Drop-in for a BiSRConv / BDCUnitV1/V2/V3: (B, Cin, H, W) -> (B, Cout, H/s, W/s) channels_last tensor.
+
+    Built from a float unit (:meth:`from_unit`); reuses its torch shortcut (pool, concat, ``bn_fp``),
+    its ReDistribution (``move0``), norms and RPReLUs as parameters of the epilogues.
+    """
+
+    def __init__(self, unit: BiSRConv | BDCUnitV1) -> None:
+        super().__init__()
+        self.bisr = isinstance(unit, BiSRConv)
+        self.in_channels, self.out_channels, self.stride = unit.in_channels, unit.out_channels, unit.stride
+        self.pool, self.bn_fp, self.move0 = unit.pool, unit.bn_fp, unit.move0
+        seq = list(unit.binary_conv_relu)
+        if len(seq) % 3:
+            raise ValueError(f"unexpected binary_conv_relu layout of {type(unit).__name__}: {len(seq)} layers")
+        # Triples (conv, norm, RPReLU): the first is the 3x3, the rest 1x1 on real-valued maps.
+        self.conv3 = PackedConv3x3.from_conv(seq[0])
+        self.norms = nn.ModuleList(seq[1::3])
+        self.acts = nn.ModuleList(seq[2::3])
+        self.pointwise = nn.ModuleList(PackedPointwise.from_conv(conv) for conv in seq[3::3])
+        self.se_block = _pack_reweight(unit.se_block) if getattr(unit, "reweight", False) else None
+        self.prepare()
+
+    @classmethod
+    def from_unit(cls, unit: nn.Module) -> PackedUnit:
+        if not isinstance(unit, BiSRConv | BDCUnitV1):
+            raise TypeError(f"not a binarized unit: {type(unit).__name__}")
+        return cls(unit)
+
+    def prepare(self) -> None:
+        """Fold alpha/BN/RPReLU into epilogue vectors and the redistribution into pack vectors (call after
+        changing parameters, e.g. load_state_dict)."""
+        self.pack_scale, self.pack_shift = _np32(self.move0.k), _np32(self.move0.b)
+        alphas = [self.conv3.alpha] + [pw.alpha for pw in self.pointwise]
+        self.epilogues = [Epilogue.fold(a, n, act) for a, n, act in zip(alphas, self.norms, self.acts, strict=True)]
+        for pw in self.pointwise:
+            pw.prepare()
+        if self.se_block is not None:
+            for layer in self.se_block.fc:
+                if isinstance(layer, PackedPointwise):
+                    layer.prepare()
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """Same as the float unit's shortcut: avgpool2 (stride 2), channel duplication, ``bn_fp``."""
+        x = self.pool(x)
+        if self.out_channels == 2 * self.in_channels:
+            x = torch.cat([x, x], dim=1)
+        return self.bn_fp(x)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = to_nhwc(self.shortcut(x))  # (B, Ho, Wo, Cout)
+        xp = pack_activation(x, self.pack_scale, self.pack_shift)
+        if self.bisr:  # RPReLU(conv3x3) + shortcut, all in the conv epilogue
+            return from_nhwc(self.conv3.run(xp, self.epilogues[0], identity))
+        y = self.conv3.run(xp, self.epilogues[0])  # (B, Ho, Wo, Cin)
+        b, ho, wo, _ = y.shape
+        gap = np.empty((b, self.out_channels), np.float32)
+        for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
+            y = pw.matmul(y.reshape(-1, pw.cin)).reshape(b, ho * wo, pw.cout)
+            gap = np.empty((b, pw.cout), np.float32)
+            kernels.affine_rprelu_gap(y, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope, epi.rp_zeta, gap)
+        if self.se_block is None:
+            gate = np.ones_like(gap)
+        else:
+            gate = _np32(self.se_block.fc(torch.from_numpy(gap)[:, :, None, None])).reshape(gap.shape)
+        out = np.empty((b, ho * wo, self.out_channels), np.float32)
+        kernels.scale_add(y, gate, identity.reshape(b, ho * wo, self.out_channels), out)
+        return from_nhwc(out.reshape(b, ho, wo, self.out_channels))
+
+
+def warm_up() -> None:
+    """Compile (first run: tens of seconds on 2 cores) or load from numba's on-disk cache (about 2 s) every
+    kernel signature the packed units use, so the first real frame is not delayed. Safe to call repeatedly."""
+    from bdc_occ_ros.config import UnitVariant
+    from bdc_occ_ros.model.units import make_unit
+
+    x = torch.zeros(1, 2, 4, 4)
+    for variant in (UnitVariant.BISR, UnitVariant.BDC_V3):
+        unit = PackedUnit.from_unit(make_unit(variant, 2, 2, 1, with_bn=False).eval())
+        unit(x)
+        unit(x.contiguous(memory_format=torch.channels_last))

@@ -1,0 +1,418 @@
+"""``bdc-occ bench --json OUT [--config FILE] [--checkpoint FILE] [--repeats N]``: the bitwise engine side by side.
+
+One process, the same inputs for every engine, medians over ``--repeats`` runs:
+
+- ``layers``: every binarized conv of the model at the shape it sees in a real forward pass. ``xnor3x3``
+  layers: torch fp32 ``conv2d`` of the same shape (the faster of NCHW and channels_last) vs the packed
+  path (sign+pack of the input, XNOR-popcount conv, fused epilogue). ``pointwise``/``reweight`` (1x1
+  binary weights on real inputs, W1A32): torch ``conv2d`` vs what the bitwise engine runs (a float GEMM
+  on the channel-last map); the multiply-free numba kernel is timed too (``numba_add_only_ms``).
+  ``bitwise_layer_speedup_min/median`` summarise the ``xnor3x3`` layers (the layers that compute with bits).
+- ``end_to_end_ms``: the whole pipeline (preprocess, network, postprocess) for the FP twin (same config
+  with ``unit: fp``) on torch, the BDC model on torch, and on the bitwise engine; ``stages_ms`` per stage.
+- ``label_agreement``: voxel labels bitwise vs torch engine on SynthOcc frames (``--synth DIR`` or a
+  small set generated here) and, when present, the real nuScenes sample.
+- ``popcount``: the CPU's XOR-popcount throughput in a tight L1-resident loop vs the 3x3 layers' rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO / "config" / "models" / "bdc_occ_edge.yaml"
+DEFAULT_CHECKPOINT = REPO / "models" / "bdc_occ_edge_synth.safetensors"
+REAL_SAMPLE = REPO.parent / "shared" / "data" / "nuscenes_sample0"
+LAYER_MIN_SECONDS = 0.5  # per distinct layer shape
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmark the bitwise engine against torch (layers, end to end)")
+    p.add_argument("--json", required=True, type=Path, help="output JSON file")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="binarized model config (default: edge)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help=f"trained weights (default: {DEFAULT_CHECKPOINT.name} when present, else random)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
+    p.add_argument("--synth", type=Path, default=None, help="SynthOcc directory for label agreement")
+    p.add_argument("--frames", type=int, default=2, help="SynthOcc frames to use (generated when --synth is absent)")
+    p.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: torch's default)")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the README table (Markdown)")
+    p.set_defaults(func=run)
+
+
+def _median_ms(fns: dict[str, Callable[[], Any]], repeats: int, min_seconds: float = 0.0) -> dict[str, float]:
+    """Median wall time (ms) of each callable over at least ``repeats`` rounds (more, up to 200, until the
+    rounds take ``min_seconds``: sub-millisecond layers need many samples on a loaded machine). The callables
+    are interleaved in every round so that load from other processes hits all of them alike."""
+    t0 = time.perf_counter()
+    for fn in fns.values():
+        fn()  # warm-up (JIT, caches, allocator)
+    per_round = time.perf_counter() - t0
+    rounds = max(repeats, min(200, math.ceil(min_seconds / max(per_round, 1e-6))))
+    times: dict[str, list[float]] = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append((time.perf_counter() - t0) * 1e3)
+    return {key: statistics.median(v) for key, v in times.items()}
+
+
+def _machine() -> dict[str, Any]:
+    import llvmlite.binding as llvm
+    import numba
+    import torch
+
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": numba.config.THREADING_LAYER,
+        "host_cpu_llvm": llvm.get_host_cpu_name(),
+        "torch": torch.__version__,
+        "numba": numba.__version__,
+        "loadavg_start": list(os.getloadavg()),
+    }
+
+
+# --------------------------------------------------------------------------------------------- layers
+
+
+def _unit_inputs(model, imgs, geometry) -> dict[str, tuple[int, ...]]:
+    """Name -> input shape of every binarized unit in one forward pass of the float model."""
+    import torch
+
+    from bdc_occ_ros.model.units import BDCUnitV1, BiSRConv
+
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def recorder(name: str):
+        def hook(_module, args) -> None:  # returns None: the inputs pass unchanged
+            shapes.setdefault(name, tuple(args[0].shape))
+
+        return hook
+
+    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in model.named_modules()
+             if isinstance(m, BiSRConv | BDCUnitV1)]  # fmt: skip
+    try:
+        with torch.no_grad():
+            model(imgs, geometry)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def _time_xnor3x3(shape: tuple[int, ...], cout: int, stride: int, repeats: int) -> dict[str, float]:
+    import numpy as np
+    import torch
+    from torch.nn import functional as F
+
+    from bdc_occ_ros.engines.bitwise import kernels
+    from bdc_occ_ros.engines.bitwise.layers import Epilogue, PackedConv3x3, pack_activation, signed_words
+
+    b, cin, h, w = shape
+    x = torch.randn(shape)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(cout, cin, 3, 3)
+    conv = PackedConv3x3(cin, cout, stride)
+    conv.bits.copy_(signed_words(kernels.pack_weights3x3((weight >= 0).numpy())))
+    ones, zeros = np.ones(cin, np.float32), np.zeros(cin, np.float32)
+    ch = np.ones(cout, np.float32)
+    epi = Epilogue(ch, ch * 0, ch * 0, ch * 0.25, ch * 0)  # alpha/BN fold + RPReLU, as in a unit
+    xp = pack_activation(x_cl, ones, zeros)
+    t = _median_ms({
+        "nchw": lambda: F.conv2d(x, weight, stride=stride, padding=1),
+        "cl": lambda: F.conv2d(x_cl, weight, stride=stride, padding=1),
+        "pack": lambda: pack_activation(x_cl, ones, zeros),
+        "conv": lambda: conv.run(xp, epi),
+    }, repeats, LAYER_MIN_SECONDS)  # fmt: skip
+    t_nchw, t_cl, t_pack, t_conv = t["nchw"], t["cl"], t["pack"], t["conv"]
+    ho, wo = kernels.conv_out_size(h, stride), kernels.conv_out_size(w, stride)
+    macs = b * ho * wo * cout * 9 * cin
+    torch_ms = min(t_nchw, t_cl)
+    bitwise_ms = t_pack + t_conv
+    return {
+        "torch_ms": torch_ms, "bitwise_ms": bitwise_ms, "speedup": torch_ms / bitwise_ms,
+        "torch_nchw_ms": t_nchw, "torch_channels_last_ms": t_cl, "pack_ms": t_pack, "conv_ms": t_conv,
+        "binary_gmacs_per_s": macs / (t_conv * 1e-3) / 1e9,
+    }  # fmt: skip
+
+
+def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int) -> dict[str, float]:
+    import numpy as np
+    import torch
+    from torch.nn import functional as F
+
+    from bdc_occ_ros.engines.bitwise import kernels
+
+    cin = shape[1]
+    x = torch.randn(shape)
+    weight = torch.randn(cout, cin, 1, 1)
+    sign_t = torch.where(weight[:, :, 0, 0] >= 0, 1.0, -1.0).t().contiguous()
+    x2d = x.permute(0, 2, 3, 1).reshape(-1, cin).contiguous()
+    pos = np.ascontiguousarray(sign_t.numpy() > 0)
+    out = np.empty((x2d.shape[0], cout), np.float32)
+    alpha = np.ones(cout, np.float32)
+    t = _median_ms({
+        "torch": lambda: F.conv2d(x, weight),
+        "gemm": lambda: torch.mm(x2d, sign_t),
+        "numba": lambda: kernels.binary_weight_conv1x1(x2d.numpy(), pos, alpha, out),
+    }, repeats, LAYER_MIN_SECONDS)  # fmt: skip
+    return {"torch_ms": t["torch"], "bitwise_ms": t["gemm"], "speedup": t["torch"] / t["gemm"],
+            "numba_add_only_ms": t["numba"]}  # fmt: skip
+
+
+def _layer_table(float_model, packed_model, imgs, geometry, repeats: int) -> list[dict[str, Any]]:
+    """One row per binarized conv of the packed model, measured once per distinct (kind, shape)."""
+    from tqdm import tqdm
+
+    inputs = _unit_inputs(float_model, imgs, geometry)
+    rows, cache = [], {}
+    units = packed_model.packed_units()
+    for name, unit in tqdm(units.items(), desc="layers", unit="unit"):
+        b, cin, h, w = inputs[name]
+        s = unit.stride
+        ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+        specs = [("xnor3x3", f"{name}.conv3x3", (b, cin, h, w), unit.conv3.cout, s)]
+        specs += [("pointwise", f"{name}.conv1x1_{i}", (b, pw.cin, ho, wo), pw.cout, 1)
+                  for i, pw in enumerate(unit.pointwise)]  # fmt: skip
+        if unit.se_block is not None:
+            c = unit.out_channels
+            specs += [("reweight", f"{name}.se_block.fc.{i}", (b, c, 1, 1), c, 1) for i in (0, 2)]
+        for kind, lname, shape, cout, stride in specs:
+            key = (kind, shape, cout, stride)
+            if key not in cache:
+                if kind == "xnor3x3":
+                    cache[key] = _time_xnor3x3(shape, cout, stride, repeats)
+                else:
+                    cache[key] = _time_pointwise(shape, cout, repeats)
+            shape_str = f"{'x'.join(map(str, shape))}->{cout}" + (f" s{stride}" if kind == "xnor3x3" else "")
+            rows.append({"name": lname, "kind": kind, "shape": shape_str, **cache[key]})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+class _Capture:
+    """Wraps an engine and keeps the last (imgs, geometry) the pipeline gave it."""
+
+    def __init__(self, engine) -> None:
+        self.inner, self.name, self.cfg = engine, engine.name, engine.cfg
+        self.last = None
+
+    def infer(self, imgs, geometry):
+        self.last = (imgs, geometry)
+        return self.inner.infer(imgs, geometry)
+
+
+def _frames(args: argparse.Namespace, workdir: Path) -> list[tuple[str, Any, list]]:
+    """(name, rig, RGB images) of the SynthOcc frames (given or generated) and the real sample if present."""
+    from bdc_occ_ros.data.records import load_images, load_records
+    from bdc_occ_ros.geometry import NUSCENES_CAMERAS
+
+    root = args.synth
+    if root is None:
+        from bdc_occ_ros.data.synth import SynthConfig, generate
+
+        root = workdir / "synth"
+        print(f"bench: generating {args.frames} SynthOcc frames in {root}")
+        generate(SynthConfig(out=root, scenes=1, seed=0, frames_per_scene=args.frames, workers=1))
+    frames = [(f"synth:{r.token}", r.rig, load_images(r, NUSCENES_CAMERAS))
+              for r in load_records(root)[: args.frames]]  # fmt: skip
+    if REAL_SAMPLE.is_dir():
+        from bdc_occ_ros.tools.infer import load_sample
+
+        sample = load_sample(REAL_SAMPLE)
+        frames.append(("nuscenes_sample0", sample.rig, [sample.rgb(c) for c in NUSCENES_CAMERAS]))
+    return frames
+
+
+def _network(engine):
+    inner = engine.inner if isinstance(engine, _Capture) else engine
+    return inner.model.network if inner.name == "bitwise" else inner.model
+
+
+def _end_to_end(pipes: dict[str, Any], frame, repeats: int) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Median pipeline wall time (engines interleaved) and per-stage medians of each engine on one frame."""
+    from bdc_occ_ros.engines.bitwise.convert import run_stages
+
+    _, rig, images = frame
+    results: dict[str, list] = {key: [] for key in pipes}
+    for pipe in pipes.values():
+        pipe.set_calibration(rig)
+    totals = _median_ms({key: lambda key=key: results[key].append(pipes[key](images)) for key in pipes}, repeats)
+    stages = {}
+    for key, pipe in pipes.items():
+        imgs, geometry = pipe.engine.last
+        net = _network(pipe.engine)
+        per_stage: dict[str, list[float]] = {}
+        for result in results[key][1:]:
+            _, model_times = run_stages(net, imgs, geometry)
+            for stage, ms in [("preprocess", result.timings_ms["preprocess"]), *model_times.items(),
+                              ("postprocess", result.timings_ms["postprocess"])]:  # fmt: skip
+                per_stage.setdefault(stage, []).append(ms)
+        stages[key] = {stage: statistics.median(v) for stage, v in per_stage.items()}
+    return totals, stages
+
+
+def _popcount(threads: int) -> dict[str, float]:
+    import numpy as np
+
+    from bdc_occ_ros.engines.bitwise import kernels
+
+    words = np.random.default_rng(0).integers(0, 2**63, size=(threads, 512), dtype=np.uint64)
+    repeats = 20000
+    kernel = kernels.popcount_peak.parallel if threads > 1 else kernels.popcount_peak.serial
+    kernel(words, 10)
+    t0 = time.perf_counter()
+    kernel(words, repeats)
+    dt = time.perf_counter() - t0
+    return {"binary_gmacs_per_s": words.size * repeats * 64 / dt / 1e9, "threads": threads}
+
+
+# ------------------------------------------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+    from tqdm import tqdm
+
+    from bdc_occ_ros.config import UnitVariant, load_model_config
+    from bdc_occ_ros.engines.bitwise.convert import pack_model, weight_bytes
+    from bdc_occ_ros.engines.bitwise.engine import set_numba_threads
+    from bdc_occ_ros.engines.bitwise.packed_file import save_packed
+    from bdc_occ_ros.model.checkpoint import load_checkpoint, load_model, save_checkpoint
+    from bdc_occ_ros.model.network import build_model
+    from bdc_occ_ros.pipeline import OccupancyPipeline
+
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    numba_threads = set_numba_threads(args.threads)
+    cfg = load_model_config(args.config)
+    if not cfg.binary:
+        raise ValueError(f"--config {args.config}: unit is fp; give the binarized model (its FP twin is derived)")
+    checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
+    report: dict[str, Any] = {"machine": _machine(), "config": str(args.config), "repeats": args.repeats}
+    report["machine"]["numba_threads"] = numba_threads
+
+    with tempfile.TemporaryDirectory(prefix="bdc_bench_") as tmp:
+        if checkpoint is not None:
+            cfg = load_checkpoint(checkpoint)[0]  # the config the weights were trained with
+            report["checkpoint"] = str(checkpoint)
+        else:  # both BDC engines must see the same (random) weights
+            torch.manual_seed(0)
+            checkpoint = Path(tmp) / "random_init.safetensors"
+            save_checkpoint(checkpoint, build_model(cfg).eval(), cfg, {"note": "random init, seed 0"})
+            report["checkpoint"] = "random init (seed 0): no trained checkpoint given"
+        float_bdc = load_model(checkpoint)[0]
+        packed = pack_model(float_bdc)
+        packed_file = Path(tmp) / "packed.safetensors"
+        packed_bytes = save_packed(packed_file, packed, {"source": str(checkpoint)})
+        fp_cfg = dataclasses.replace(cfg, name=f"{cfg.name}_fp_twin", unit=UnitVariant.FP)
+        pipes = {
+            "flashocc_torch": OccupancyPipeline(fp_cfg, None, engine="torch"),
+            "bdc_torch": OccupancyPipeline(cfg, checkpoint, engine="torch"),
+            "bdc_bitwise": OccupancyPipeline(cfg, packed_file, engine="bitwise"),  # deployed form: packed file
+        }
+        for pipe in pipes.values():
+            pipe.engine = _Capture(pipe.engine)
+        if pipes["bdc_bitwise"].engine.name != "bitwise":
+            raise RuntimeError("the bitwise engine is unavailable here (fell back to torch); see the warning above")
+
+        frames = _frames(args, Path(tmp))
+        agreement: dict[str, float] = {}
+        for frame in tqdm(frames, desc="label agreement", unit="frame"):
+            labels = {}
+            for key in ("bdc_torch", "bdc_bitwise"):
+                pipes[key].set_calibration(frame[1])
+                labels[key] = pipes[key](frame[2]).labels
+            agreement[frame[0]] = float((labels["bdc_torch"] == labels["bdc_bitwise"]).mean())
+        synth = [v for k, v in agreement.items() if k.startswith("synth:")]
+        report["label_agreement"] = statistics.mean(synth) if synth else statistics.mean(agreement.values())
+        report["label_agreement_per_frame"] = agreement
+
+        timed_frame = frames[-1]
+        report["end_to_end_ms"], report["stages_ms"] = _end_to_end(pipes, timed_frame, args.repeats)
+        report["end_to_end_frame"] = timed_frame[0]
+
+        float_model = _network(pipes["bdc_torch"].engine)
+        imgs, geometry = pipes["bdc_torch"].engine.last
+        report["layers"] = _layer_table(float_model, packed, imgs, geometry, args.repeats)
+        xnor = [r["speedup"] for r in report["layers"] if r["kind"] == "xnor3x3"]
+        pointwise = [r["speedup"] for r in report["layers"] if r["kind"] == "pointwise"]
+        report["bitwise_layer_speedup_min"] = min(xnor)
+        report["bitwise_layer_speedup_median"] = statistics.median(xnor)
+        report["pointwise_speedup_median"] = statistics.median(pointwise) if pointwise else None
+
+        sizes = weight_bytes(float_model, packed)
+        report["weights_bytes"] = {
+            "binarized_float32": sizes.binarized_float32,
+            "binarized_packed": sizes.binarized_packed,
+            "binarized_ratio": sizes.ratio,
+            "other_float32": sizes.other_float32,
+            "packed_file": packed_bytes,
+            "float_checkpoint": checkpoint.stat().st_size,
+        }
+
+    peak = _popcount(numba_threads)
+    best = max(r["binary_gmacs_per_s"] for r in report["layers"] if r["kind"] == "xnor3x3")
+    report["popcount"] = {**peak, "best_layer_binary_gmacs_per_s": best,
+                          "best_layer_fraction_of_limit": best / peak["binary_gmacs_per_s"]}  # fmt: skip
+    report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report["machine"]["loadavg_end"] = list(os.getloadavg())
+
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    if args.markdown:
+        args.markdown.write_text(markdown_table(report))
+    e2e = report["end_to_end_ms"]
+    print(f"bench: 3x3 speedup min {report['bitwise_layer_speedup_min']:.1f}x median "
+          f"{report['bitwise_layer_speedup_median']:.1f}x; end to end ms: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in e2e.items())
+          + f"; label agreement {report['label_agreement']:.5f}; wrote {args.json}")  # fmt: skip
+    return 0
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README "Performance" tables from a bench report (layers grouped by kind and shape)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in report["layers"]:
+        groups.setdefault((r["kind"], r["shape"]), []).append(r)
+    lines = ["| kind | input -> out (stride) | layers | e.g. | torch fp32 ms | bitwise ms | speedup |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (kind, shape), rows in groups.items():
+        r = rows[0]
+        lines.append(f"| {kind} | {shape} | {len(rows)} | `{r['name']}` | {r['torch_ms']:.2f} | {r['bitwise_ms']:.2f} "
+                     f"| {r['speedup']:.1f}x |")  # fmt: skip
+    stage_names = list(next(iter(report["stages_ms"].values())))
+    lines += ["", "| engine | end to end ms | " + " | ".join(stage_names) + " |", "|---" * (2 + len(stage_names)) + "|"]
+    for key, total in report["end_to_end_ms"].items():
+        stages = report["stages_ms"][key]
+        lines.append(f"| {key} | {total:.0f} | " + " | ".join(f"{stages[n]:.0f}" for n in stage_names) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,111 @@
+"""Bit-packed kernels against torch float convs on +-1 tensors (integer results must be bit-exact)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from bdc_occ_ros.engines.bitwise import kernels
+from bdc_occ_ros.engines.bitwise.layers import pack_activation
+
+_E1 = np.empty(0, np.float32)
+_E4 = np.empty((0, 0, 0, 0), np.float32)
+
+
+def _sign(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x >= 0, 1.0, -1.0)
+
+
+def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
+    """Raw integer conv sum via the packed kernels, returned as NCHW float."""
+    c = x.shape[1]
+    xp = pack_activation(x, np.ones(c, np.float32), np.zeros(c, np.float32))
+    wp = kernels.pack_weights3x3((w >= 0).numpy())
+    b, h, wd, _ = xp.shape
+    out = np.empty((b, kernels.conv_out_size(h, stride), kernels.conv_out_size(wd, stride), w.shape[0]), np.float32)
+    ones = np.ones(w.shape[0], np.float32)
+    kernels.binary_conv3x3(xp, wp, c, stride, ones, np.zeros_like(ones), _E1, _E1, _E1, False, _E4, out)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "h", "w", "stride"),
+    [
+        (3, 5, 7, 6, 1), (32, 32, 6, 5, 2), (33, 4, 4, 4, 1), (63, 8, 5, 9, 1),
+        (65, 70, 8, 8, 2), (130, 33, 9, 7, 2), (64, 64, 1, 1, 1), (128, 16, 2, 3, 2),
+    ],
+)
+def test_binary_conv3x3_bit_exact(cin: int, cout: int, h: int, w: int, stride: int) -> None:
+    g = torch.Generator().manual_seed(cin * 100 + h)
+    x = torch.randn(2, cin, h, w, generator=g)
+    x[0, :, 0, 0] = 0.0  # sign(0) = +1 on both sides
+    wt = torch.randn(cout, cin, 3, 3, generator=g)
+    ref = F.conv2d(_sign(x), _sign(wt), stride=stride, padding=1)  # zero padding: border taps add 0
+    got = _packed_conv(x, wt, stride)
+    assert got.shape == ref.shape
+    assert torch.equal(got, ref)
+
+
+def test_conv_epilogue_alpha_rprelu_residual() -> None:
+    g = torch.Generator().manual_seed(1)
+    cin, cout = 65, 7
+    x, wt = torch.randn(1, cin, 6, 5, generator=g), torch.randn(cout, cin, 3, 3, generator=g)
+    mul, add = torch.rand(cout, generator=g), torch.randn(cout, generator=g)
+    gamma, slope, zeta = (torch.randn(cout, generator=g) for _ in range(3))
+    res = torch.randn(1, 6, 5, cout, generator=g)
+    s = F.conv2d(_sign(x), _sign(wt), padding=1)
+    y = s * mul[:, None, None] + add[:, None, None] + gamma[:, None, None]
+    y = torch.where(y < 0, y * slope[:, None, None], y) + zeta[:, None, None] + res[0].permute(2, 0, 1)
+    xp = pack_activation(x, np.ones(cin, np.float32), np.zeros(cin, np.float32))
+    out = np.empty((1, 6, 5, cout), np.float32)
+    kernels.binary_conv3x3(xp, kernels.pack_weights3x3((wt >= 0).numpy()), cin, 1, mul.numpy(), add.numpy(),
+                           gamma.numpy(), slope.numpy(), zeta.numpy(), True, res.numpy(), out)  # fmt: skip
+    torch.testing.assert_close(torch.from_numpy(out)[0].permute(2, 0, 1), y[0], rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [1, 31, 32, 63, 64, 65, 130])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pack_signs_matches_torch(channels: int, channels_last: bool) -> None:
+    g = torch.Generator().manual_seed(channels)
+    x = torch.randn(2, channels, 3, 4, generator=g)
+    x[1, :, 1, 1] = 0.0
+    x[0, :, 2, 3] = -0.0  # -0.0 >= 0 as well
+    scale, shift = torch.rand(channels, generator=g) + 0.5, torch.randn(channels, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    packed = pack_activation(x, scale.numpy(), shift.numpy())
+    dtype = kernels.word_dtype(channels)
+    assert packed.shape == (2, 3, 4, kernels.num_words(channels)) and packed.dtype == dtype
+    ref = (x * scale[:, None, None] + shift[:, None, None]) >= 0
+    assert np.array_equal(kernels.unpack_bits(packed, channels), ref.permute(0, 2, 3, 1).numpy())
+    bits = packed.itemsize * 8
+    if channels % bits:  # padding bits of the last word stay 0
+        assert not np.any(packed[..., channels // bits] >> dtype(channels % bits))
+
+
+@pytest.mark.parametrize(("cin", "words", "dtype"), [(20, 1, np.uint32), (70, 2, np.uint64)])
+def test_weight_pack_round_trip(cin: int, words: int, dtype: type) -> None:
+    bits = np.random.default_rng(0).random((9, cin, 5)) > 0.5  # (taps, Cin, Cout)
+    sign_pos = bits.reshape(3, 3, cin, 5).transpose(3, 2, 0, 1)  # (Cout, Cin, 3, 3)
+    packed = kernels.pack_weights3x3(sign_pos)
+    assert packed.shape == (9, words, 5) and packed.dtype == dtype
+    assert np.array_equal(kernels.unpack_bits(packed.transpose(0, 2, 1), cin), bits.transpose(0, 2, 1))
+
+
+def test_binary_weight_conv1x1_matches_gemm() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((50, 67)).astype(np.float32)
+    pos = rng.random((67, 9)) > 0.5
+    alpha = rng.random(9).astype(np.float32)
+    out = np.empty((50, 9), np.float32)
+    kernels.binary_weight_conv1x1(x, pos, alpha, out)
+    ref = (x.astype(np.float64) @ np.where(pos, 1.0, -1.0)) * alpha
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_popcount_peak_runs() -> None:
+    words = np.arange(2 * 16, dtype=np.uint64).reshape(2, 16)
+    expected = sum(bin(int(w) ^ r).count("1") for w in words.ravel() for r in range(3))
+    assert kernels.popcount_peak(words, 3) == expected

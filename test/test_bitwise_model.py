@@ -1,0 +1,162 @@
+"""Packed units/model against the torch model (random and trained weights), packed files, engine selection."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bdc_occ_ros.config import ModelConfig, UnitVariant, load_model_config
+from bdc_occ_ros.engines import create_engine
+from bdc_occ_ros.engines.bitwise.convert import BitwiseModel, pack_model, weight_bytes
+from bdc_occ_ros.engines.bitwise.layers import PackedUnit
+from bdc_occ_ros.geometry import NUSCENES_CAMERAS, RigCalibration
+from bdc_occ_ros.model.inputs import CameraGeometry, geometry_from_calibration
+from bdc_occ_ros.model.network import build_model
+from bdc_occ_ros.model.units import make_unit
+from bdc_occ_ros.preprocess import test_time_aug as _test_time_aug
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINED = REPO / "models" / "bdc_occ_edge_synth.safetensors"
+
+
+def _randomize(module: torch.nn.Module, seed: int) -> None:
+    """Move every parameter and BN statistic away from its init so each epilogue term matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+
+
+@pytest.mark.parametrize("variant", [UnitVariant.BISR, UnitVariant.BDC_V1, UnitVariant.BDC_V2, UnitVariant.BDC_V3])
+@pytest.mark.parametrize(
+    ("cin", "cout", "stride", "with_bn"), [(3, 3, 1, False), (65, 130, 2, True), (64, 64, 1, True)]
+)
+def test_packed_unit_equals_torch_unit(variant: UnitVariant, cin: int, cout: int, stride: int, with_bn: bool) -> None:
+    unit = make_unit(variant, cin, cout, stride, with_bn).eval()
+    _randomize(unit, cin + stride)
+    x = torch.randn(2, cin, 10, 8, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref = unit(x)
+    packed = PackedUnit.from_unit(unit)
+    got = packed(x)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    # channels_last input takes the other pack kernel and must give the same result
+    assert torch.equal(packed(x.contiguous(memory_format=torch.channels_last)), got)
+
+
+def _tiny_cfg() -> ModelConfig:
+    return ModelConfig.from_dict({
+        "name": "tiny_bitwise_test", "input_size": [64, 192], "unit": "bdc_v3", "with_bn": True,
+        "backbone": {"depth": 18}, "img_neck": {"out_channels": 64},
+        "view_transformer": {"channels": 32, "depth_bins": [1.0, 45.0, 4.0]},
+        "bev_encoder": {"channels": [32, 64, 128], "num_layers": [1, 1, 1], "neck_channels": 64},
+        "occ_head": {"channels": 64, "hidden": 32}, "det_head": {},
+    })  # fmt: skip
+
+
+def _geometry(cfg: ModelConfig) -> CameraGeometry:
+    rig = RigCalibration.load(REPO / "config" / "calibration" / "nuscenes.yaml")
+    cams = [rig.cameras[name] for name in NUSCENES_CAMERAS]
+    h, w = cfg.input_size
+    return geometry_from_calibration(cams, [_test_time_aug(c.width, c.height, w, h) for c in cams], w, h)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[ModelConfig, torch.nn.Module, torch.Tensor, CameraGeometry]:
+    cfg = _tiny_cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    _randomize(model.img_bev_encoder_backbone, 1)
+    imgs = torch.randn(1, len(cfg.cameras), 3, *cfg.input_size, generator=torch.Generator().manual_seed(2))
+    return cfg, model, imgs, _geometry(cfg)
+
+
+@pytest.fixture(scope="module")
+def tiny_packed(tiny) -> BitwiseModel:
+    return pack_model(tiny[1])
+
+
+def _compare(model: torch.nn.Module, packed: torch.nn.Module, imgs: torch.Tensor, geo: CameraGeometry) -> float:
+    """Voxel label agreement of the packed vs the float model; logits must match within float rounding
+    except where rounding flipped a sign upstream (a value within ~1e-6 of 0 before a binarized unit)."""
+    with torch.no_grad():
+        ref = model(imgs, geo)
+        got = packed(imgs, geo)
+    pairs = [(got["occ_logits"], ref["occ_logits"])] + [(got["det"][k], v) for k, v in ref.get("det", {}).items()]
+    for b, a in pairs:
+        close = torch.isclose(b, a, rtol=1e-4, atol=1e-4 * float(a.abs().max()) + 1e-6)
+        assert float(close.float().mean()) >= 0.99
+    a, b = ref["occ_logits"], got["occ_logits"]
+    return float((a.argmax(-1) == b.argmax(-1)).float().mean())
+
+
+def test_packed_model_equals_torch_model(tiny, tiny_packed: BitwiseModel) -> None:
+    _, model, imgs, geo = tiny
+    packed = tiny_packed
+    assert len(packed.packed_units()) > 10
+    assert not any(type(m).__name__ == "BinaryConv2d" for m in packed.modules())
+    assert _compare(model, packed, imgs, geo) >= 0.999
+    sizes = weight_bytes(model, packed)
+    assert sizes.ratio >= 25.0, sizes
+
+
+def test_packed_file_round_trip_without_float_checkpoint(tiny, tiny_packed: BitwiseModel, tmp_path: Path) -> None:
+    from bdc_occ_ros.engines.bitwise.packed_file import is_packed_file, load_packed, save_packed
+
+    cfg, _, imgs, geo = tiny
+    packed = tiny_packed
+    path = tmp_path / "tiny.packed.safetensors"
+    save_packed(path, packed, {"source": "test"})
+    assert is_packed_file(path)
+    loaded, meta = load_packed(path)
+    assert meta == {"source": "test"} and loaded.cfg.to_dict() == cfg.to_dict()
+    with torch.no_grad():
+        a, b = packed(imgs, geo)["occ_logits"], loaded(imgs, geo)["occ_logits"]
+    assert torch.equal(a, b)
+    # binarized weights are bits in the file: int32/int64 words, no float copy of them
+    state = loaded.state_dict()
+    assert {v.dtype for k, v in state.items() if k.endswith(".bits")} == {torch.int32, torch.int64}
+    assert not any(k.endswith("conv3.weight") or "binary_conv_relu" in k for k in state)
+
+
+def test_engine_selection_and_fallback(tiny) -> None:
+    cfg = tiny[0]
+    engine = create_engine("bitwise", cfg)
+    assert engine.name == "bitwise"
+    out = engine.infer(tiny[2], tiny[3])
+    assert out.occ_labels.shape == (1, *cfg.grid.shape) and out.occ_labels.dtype == torch.uint8
+    assert {"image_backbone", "image_neck", "view_transform", "bev_encoder", "heads"} <= set(out.timings_ms)
+    assert out.det is not None and all(v.is_contiguous() for v in out.det.values())  # callers .view() them
+    with pytest.raises(RuntimeError, match="CPU only"):  # EngineUnavailable: no silent CUDA "support"
+        create_engine("bitwise", cfg, device="cuda", fallback=False)
+
+
+def test_engine_falls_back_to_torch_without_numba(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
+    assert create_engine("bitwise", tiny[0]).name == "torch"
+
+
+@pytest.mark.skipif(not TRAINED.is_file(), reason=f"trained checkpoint {TRAINED.name} not present")
+def test_trained_checkpoint_agreement() -> None:
+    from bdc_occ_ros.model.checkpoint import load_checkpoint
+
+    cfg, state, _ = load_checkpoint(TRAINED)
+    model = build_model(cfg).eval()
+    model.load_state_dict(state)
+    imgs = torch.randn(1, len(cfg.cameras), 3, *cfg.input_size, generator=torch.Generator().manual_seed(5))
+    assert _compare(model, pack_model(model), imgs, _geometry(cfg)) >= 0.999
+
+
+def test_fp_config_is_rejected() -> None:
+    edge = REPO / "config" / "models" / "flashocc_r50.yaml"
+    cfg = load_model_config(edge) if edge.is_file() else ModelConfig(unit=UnitVariant.FP)
+    with pytest.raises(ValueError, match="no binarized units"):
+        create_engine("bitwise", cfg)
