@@ -145,7 +145,7 @@ def shipped_file(relative: str) -> Path:
 
         try:
             candidates.append(Path(get_package_share_directory(PACKAGE)) / relative)
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (plain venv use)
             pass
     except ImportError:
         pass
