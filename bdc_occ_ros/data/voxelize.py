@@ -170,6 +170,25 @@ def trace_visibility(occupied: np.ndarray, origin: np.ndarray, dirs: np.ndarray,
 
 
 @njit(cache=True)
+def _dda_start(d, g, start, vs, idx, step, t_max, t_delta):  # pragma: no cover - compiled
+    """Initialise a voxel walk (Amanatides-Woo) from grid position ``g`` (in voxels) along unit ``d``."""
+    for a in range(3):
+        idx[a] = start[a]
+        if d[a] > 0:
+            step[a] = 1
+            t_max[a] = (start[a] + 1 - g[a]) * vs / d[a]
+            t_delta[a] = vs / d[a]
+        elif d[a] < 0:
+            step[a] = -1
+            t_max[a] = (g[a] - start[a]) * vs / -d[a]
+            t_delta[a] = vs / -d[a]
+        else:
+            step[a] = 0
+            t_max[a] = np.inf
+            t_delta[a] = np.inf
+
+
+@njit(cache=True)
 def _trace(occ, origin, dirs, max_range, lower, vs, out):  # pragma: no cover - compiled
     nx, ny, nz = occ.shape
     dims = (nx, ny, nz)
@@ -182,21 +201,7 @@ def _trace(occ, origin, dirs, max_range, lower, vs, out):  # pragma: no cover - 
     t_delta = np.zeros(3)
     idx = np.zeros(3, np.int64)
     for r in range(dirs.shape[0]):
-        d = dirs[r]
-        for a in range(3):
-            idx[a] = start[a]
-            if d[a] > 0:
-                step[a] = 1
-                t_max[a] = (start[a] + 1 - g[a]) * vs / d[a]
-                t_delta[a] = vs / d[a]
-            elif d[a] < 0:
-                step[a] = -1
-                t_max[a] = (g[a] - start[a]) * vs / -d[a]
-                t_delta[a] = vs / -d[a]
-            else:
-                step[a] = 0
-                t_max[a] = np.inf
-                t_delta[a] = np.inf
+        _dda_start(dirs[r], g, start, vs, idx, step, t_max, t_delta)
         t = 0.0
         while t <= max_range:
             out[idx[0], idx[1], idx[2]] = 1
@@ -233,21 +238,7 @@ def _visible_points(occ, origin, samples, target, lower, vs, out):  # pragma: no
         for s in range(samples.shape[1]):
             d = samples[m, s] - origin
             length = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])
-            d = d / length
-            for a in range(3):
-                idx[a] = start[a]
-                if d[a] > 0:
-                    step[a] = 1
-                    t_max[a] = (start[a] + 1 - g[a]) * vs / d[a]
-                    t_delta[a] = vs / d[a]
-                elif d[a] < 0:
-                    step[a] = -1
-                    t_max[a] = (g[a] - start[a]) * vs / -d[a]
-                    t_delta[a] = vs / -d[a]
-                else:
-                    step[a] = 0
-                    t_max[a] = np.inf
-                    t_delta[a] = np.inf
+            _dda_start(d / length, g, start, vs, idx, step, t_max, t_delta)
             reached = False
             while True:
                 if idx[0] == tx and idx[1] == ty and idx[2] == tz:

@@ -40,17 +40,22 @@ def save_checkpoint(
     save_file(state, str(path), metadata=header)
 
 
-def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    """(config, state dict on the CPU, metadata) of a file written by :func:`save_checkpoint`."""
-    path = Path(path)
+def read_safetensors(path: Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(header metadata, tensors) of a safetensors file; ``what`` names the file kind in errors."""
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-        state = load_file(str(path))
+        return header, load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable safetensors {what} ({exc})") from None
+
+
+def load_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """(config, state dict on the CPU, metadata) of a file written by :func:`save_checkpoint`."""
+    path = Path(path)
+    header, state = read_safetensors(path, "checkpoint")
     if _CONFIG_KEY not in header:
         raise CheckpointError(f"{path}: no embedded model config (not written by bdc_occ_ros save_checkpoint)")
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 from bdc_occ_ros.bags.io import read_messages
 from bdc_occ_ros.bags.layout import ANCHOR_CAMERA, GROUND_TRUTH_TOPIC, SAMPLE_PERIOD_NS, TF_STATIC_TOPIC, image_topic
 from bdc_occ_ros.ros.convert import stamp_to_ns
+from bdc_occ_ros.ros.signals import stop_on_signals
 
 _PRIME_PERIOD_S = 0.5
 _SENSOR_SUFFIXES = ("/camera_info", "/image_rect_compressed", "/image_rect", "/image_raw", "/image")
@@ -128,14 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    stop = False
-
-    def _stop(*_):
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = stop_on_signals()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("bdc_occ_bag_player")
     player = Player(node, args.rate, args.restamp)
@@ -148,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for m in messages:
             player.publisher(m.topic, m.msgtype)
-        if not _prime(node, player, messages, args.wait_subscribers, args.wait_timeout, lambda: stop):
-            return 130 if stop else 1
+        if not _prime(node, player, messages, args.wait_subscribers, args.wait_timeout, stop.is_set):
+            return 130 if stop.is_set() else 1
         player.published = 0  # count played messages only, not the priming CameraInfo
         player.first_ns = messages[0].log_time_ns
         loop_ns = messages[-1].log_time_ns - player.first_ns + SAMPLE_PERIOD_NS
@@ -158,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.loops} time(s)", flush=True)
         for loop in range(args.loops):
             for m in messages:
-                if stop:
+                if stop.is_set():
                     break
                 if m.topic not in player.publishers or (loop and m.topic == TF_STATIC_TOPIC):
                     continue
@@ -182,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 "messages": player.published,
                 "frames": len(frames), "anchor": args.anchor, "wall_s": wall, "skipped_topics": player.skipped,
                 "stamps": frames}, indent=1))
-        return 130 if stop else 0
+        return 130 if stop.is_set() else 0
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -14,13 +14,13 @@ for reliable publishers (the node's outputs) so nothing is lost, best effort for
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
 
 from bdc_occ_ros.bags.io import BagWriter, offered_qos
 from bdc_occ_ros.ros.convert import RosbagsFactory, stamp_to_ns
+from bdc_occ_ros.ros.signals import stop_on_signals
 
 _POLL_S = 0.1
 
@@ -39,23 +39,16 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    stop = False
-
-    def _stop(*_):
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = stop_on_signals()
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("bdc_occ_recorder")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     factory = RosbagsFactory()
     try:
-        types = _wait_for_types(node, args.topics, args.wait_timeout, lambda: stop)
+        types = _wait_for_types(node, args.topics, args.wait_timeout, stop.is_set)
         if types is None:
-            return 130 if stop else 1
+            return 130 if stop.is_set() else 1
         with BagWriter(args.out, factory.typestore, overwrite=args.overwrite) as bag:
             def callback(topic: str, msgtype: str):
                 def on_message(raw: bytes) -> None:
@@ -72,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 cls = getattr(__import__(f"{pkg}.msg", fromlist=[name]), name)
                 node.create_subscription(cls, topic, callback(topic, msgtype), _matching_qos(node, topic), raw=True)
             print(f"recording {len(types)} topics to {args.out}", flush=True)
-            while not stop:
+            while not stop.is_set():
                 executor.spin_once(timeout_sec=_POLL_S)
             counts = dict(bag.counts)
         print(f"recorder: wrote {sum(counts.values())} messages to {args.out}: {counts}", flush=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import safe_open, save_file
 
 from bdc_occ_ros.config import ModelConfig
 from bdc_occ_ros.engines.bitwise.convert import BitwiseModel, pack_model
-from bdc_occ_ros.model.checkpoint import CheckpointError, check_state_dict
+from bdc_occ_ros.model.checkpoint import CheckpointError, check_state_dict, read_safetensors
 from bdc_occ_ros.model.network import build_model
 
 PACKED_FORMAT = "bitwise-1"
@@ -50,15 +50,7 @@ def save_packed(path: str | Path, model: BitwiseModel, metadata: dict[str, Any] 
 
 def load_packed(path: str | Path) -> tuple[BitwiseModel, dict[str, Any]]:
     """(packed model ready to run, metadata) from a file of :func:`save_packed`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"packed model not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    header, state = read_safetensors(Path(path), "packed model")
     if header.get(_FORMAT_KEY) != PACKED_FORMAT:
         raise CheckpointError(f"{path}: not a packed bitwise model (format {header.get(_FORMAT_KEY)!r})")
     cfg = ModelConfig.from_dict(json.loads(header[_CONFIG_KEY]))
