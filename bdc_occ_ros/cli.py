@@ -13,7 +13,17 @@ import sys
 
 #: Tool modules under bdc_occ_ros.tools, in the order ``bdc-occ --help`` lists them.
 TOOL_MODULES: tuple[str, ...] = (
+    "synth",
+    "eval",
+    "train",
     "complexity",
+    "calib",
+    "calib_check",
+    "infer",
+    "bag",
+    "replay",
+    "export",
+    "bench",
 )
 
 

@@ -1,0 +1,1 @@
+"""Training: losses, EMA, LR schedule, DDP helpers, resumable state and the training loop (``bdc-occ train``)."""
