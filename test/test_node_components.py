@@ -71,6 +71,13 @@ def test_sync_time_going_backwards_resets():
     assert len(emitted) == 2 and set(emitted[0][1].values()) == {0}
 
 
+def test_sync_one_sample_republished_with_its_own_stamps_forms_one_set():
+    sync = AnchorSync(CAMS, "F", 0.1)  # as `sample_publisher --original-stamps`: every repeat has the same stamps
+    emitted = [fs for _ in range(3) for cam, off in sorted(OFFSETS_MS.items(), key=lambda kv: kv[1])
+               if (fs := sync.add(cam, int((1000 + off) * MS), cam)) is not None]
+    assert len(emitted) == 1 and [f.payload for f in emitted[0].frames] == CAMS
+
+
 def test_sync_rejects_sets_wider_than_max_diff():
     sync = AnchorSync(CAMS, "F", 0.02)  # BL is 35 ms after F: never within 20 ms
     assert _play(sync, 5) == []

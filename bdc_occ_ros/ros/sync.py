@@ -91,13 +91,15 @@ class AnchorSync:
             if abs(best.stamp_ns - t) > self.max_diff_ns:
                 return None
             if q[-1].stamp_ns < t:  # all frames before t: could the next one be closer?
-                # A camera with one frame so far borrows the anchor's period (rig cameras share a rate);
-                # with neither known, wait: nuScenes cameras are up to 43 ms apart, half a period at 12 Hz,
-                # so the next frame may well be closer. This only delays the first set of a stream.
+                # A camera with one frame so far borrows the anchor's period (rig cameras share a rate), so
+                # a stale frame of the previous set is not taken when the current one is still to come.
+                # With neither known (a stream's first set, or one sample republished with its own stamps)
+                # only a frame within half the window is taken at once.
+                gap = t - best.stamp_ns
                 period = _period_ns(q) or _period_ns(self._frames[self.anchor])
-                if period is None:
+                if period is None and 2 * gap > self.max_diff_ns:
                     return None
-                if q[-1].stamp_ns + period - t < t - best.stamp_ns:
+                if period is not None and q[-1].stamp_ns + period - t < gap:
                     return None
             out.append(best)
         return out
