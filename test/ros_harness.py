@@ -217,8 +217,11 @@ def ros_env(
 
 
 def _die_with_parent() -> None:
-    """In the forked child: get SIGKILL when the test process dies (no orphaned DDS participants)."""
+    """In the forked child: get SIGKILL when the test process dies (no orphaned DDS participants), and
+    default SIGINT handling: a session started in the background (nohup, CI runners) ignores SIGINT and
+    children inherit that, which would turn every clean shutdown into a SIGKILL."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class RosProcess:
