@@ -170,6 +170,22 @@ def trace_visibility(occupied: np.ndarray, origin: np.ndarray, dirs: np.ndarray,
 
 
 @njit(cache=True)
+def _inside(idx, dims):  # pragma: no cover - compiled
+    return 0 <= idx[0] < dims[0] and 0 <= idx[1] < dims[1] and 0 <= idx[2] < dims[2]
+
+
+@njit(cache=True)
+def _next_axis(t_max):  # pragma: no cover - compiled
+    """The axis whose voxel boundary the walk crosses next."""
+    a = 0
+    if t_max[1] < t_max[a]:
+        a = 1
+    if t_max[2] < t_max[a]:
+        a = 2
+    return a
+
+
+@njit(cache=True)
 def _dda_start(d, g, start, vs, idx, step, t_max, t_delta):  # pragma: no cover - compiled
     """Initialise a voxel walk (Amanatides-Woo) from grid position ``g`` (in voxels) along unit ``d``."""
     for a in range(3):
@@ -190,16 +206,13 @@ def _dda_start(d, g, start, vs, idx, step, t_max, t_delta):  # pragma: no cover 
 
 @njit(cache=True)
 def _trace(occ, origin, dirs, max_range, lower, vs, out):  # pragma: no cover - compiled
-    nx, ny, nz = occ.shape
-    dims = (nx, ny, nz)
+    dims = occ.shape
     g = (origin - lower) / vs
     start = np.floor(g).astype(np.int64)
-    if start[0] < 0 or start[1] < 0 or start[2] < 0 or start[0] >= nx or start[1] >= ny or start[2] >= nz:
+    if not _inside(start, dims):
         return
-    step = np.zeros(3, np.int64)
-    t_max = np.zeros(3)
-    t_delta = np.zeros(3)
-    idx = np.zeros(3, np.int64)
+    step, idx = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    t_max, t_delta = np.zeros(3), np.zeros(3)
     for r in range(dirs.shape[0]):
         _dda_start(dirs[r], g, start, vs, idx, step, t_max, t_delta)
         t = 0.0
@@ -207,11 +220,7 @@ def _trace(occ, origin, dirs, max_range, lower, vs, out):  # pragma: no cover - 
             out[idx[0], idx[1], idx[2]] = 1
             if occ[idx[0], idx[1], idx[2]]:
                 break
-            a = 0
-            if t_max[1] < t_max[a]:
-                a = 1
-            if t_max[2] < t_max[a]:
-                a = 2
+            a = _next_axis(t_max)
             t = t_max[a]
             t_max[a] += t_delta[a]
             idx[a] += step[a]
@@ -223,16 +232,13 @@ def _trace(occ, origin, dirs, max_range, lower, vs, out):  # pragma: no cover - 
 def _visible_points(occ, origin, samples, target, lower, vs, out):  # pragma: no cover - compiled
     """out[target[m]] = 1 when a straight line from origin to one of samples[m] reaches voxel target[m]
     before any other occupied voxel. samples[m, 0] is the centre; the others are tried for occupied targets only."""
-    nx, ny, nz = occ.shape
-    dims = (nx, ny, nz)
+    dims = occ.shape
     g = (origin - lower) / vs
     start = np.floor(g).astype(np.int64)
-    if start[0] < 0 or start[1] < 0 or start[2] < 0 or start[0] >= nx or start[1] >= ny or start[2] >= nz:
+    if not _inside(start, dims):
         return
-    step = np.zeros(3, np.int64)
-    t_max = np.zeros(3)
-    t_delta = np.zeros(3)
-    idx = np.zeros(3, np.int64)
+    step, idx = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    t_max, t_delta = np.zeros(3), np.zeros(3)
     for m in range(samples.shape[0]):
         tx, ty, tz = target[m, 0], target[m, 1], target[m, 2]
         for s in range(samples.shape[1]):
@@ -246,11 +252,7 @@ def _visible_points(occ, origin, samples, target, lower, vs, out):  # pragma: no
                     break
                 if occ[idx[0], idx[1], idx[2]]:
                     break
-                a = 0
-                if t_max[1] < t_max[a]:
-                    a = 1
-                if t_max[2] < t_max[a]:
-                    a = 2
+                a = _next_axis(t_max)
                 if t_max[a] > length + 1e-6:  # passed the sample point without entering the voxel (rounding)
                     break
                 idx[a] += step[a]
