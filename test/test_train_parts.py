@@ -38,6 +38,11 @@ def test_occupancy_loss_averages_cross_entropy_over_visible_voxels_only():
     w = torch.tensor([2.0, 1.0, 0.5])
     weighted = (2.0 * ce[0] + 1.0 * ce[2] + 0.5 * ce[3]) / 3
     assert torch.allclose(occupancy_loss(logits, semantics, mask, w), weighted)
+    # unobserved_weight: the invisible voxel joins, scaled, still over the visible count (complete ground truth).
+    with_unobserved = (ce[0] + 0.25 * ce[1] + ce[2] + ce[3]) / 3
+    assert torch.allclose(occupancy_loss(logits, semantics, mask, unobserved_weight=0.25), with_unobserved)
+    with pytest.raises(ValueError, match="unobserved_weight"):
+        occupancy_loss(logits, semantics, mask, unobserved_weight=-1.0)
 
 
 def test_occupancy_loss_rejects_mismatched_shapes():

@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ema-ramp", type=float, default=2000.0, help="EMA ramp: decay*(1-exp(-updates/ramp))")
     p.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS, default="none",
                    help="occupancy CE class weights from the training set's visible-voxel counts (default none)")
+    p.add_argument("--unobserved-weight", type=float, default=0.0,
+                   help="CE weight of voxels outside the camera mask (default 0, the reference; SynthOcc's ground "
+                        "truth is complete there, so training them keeps never-visible voxels free)")
     p.add_argument("--det-weight", type=float, default=1.0, help="weight of the detection losses (default 1)")
     p.add_argument("--no-augment", action="store_true", help="disable image and BEV augmentation")
     p.add_argument("--workers", type=int, default=2, help="data loader processes per training process")
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, lr_schedule=args.lr_schedule,
         grad_clip=args.grad_clip, ema_decay=args.ema_decay, ema_ramp=args.ema_ramp,
-        class_weighting=args.class_weighting, det_weight=args.det_weight,
+        class_weighting=args.class_weighting, unobserved_weight=args.unobserved_weight, det_weight=args.det_weight,
         split=None if args.split == "all" else args.split, augment=not args.no_augment, workers=args.workers,
         seed=args.seed, time_budget_min=args.time_budget_min, log_every=args.log_every,
     )  # fmt: skip

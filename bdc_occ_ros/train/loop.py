@@ -57,6 +57,7 @@ class TrainOptions:
     ema_decay: float = 0.999
     ema_ramp: float = 2000.0
     class_weighting: str = "none"
+    unobserved_weight: float = 0.0  # CE weight of voxels outside the camera mask (complete ground truth only)
     det_weight: float = 1.0
     split: str | None = "train"
     augment: bool = True
@@ -76,6 +77,8 @@ class TrainOptions:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if self.unobserved_weight < 0:
+            raise ValueError(f"unobserved_weight must be >= 0, got {self.unobserved_weight}")
         if self.time_budget_min is not None and self.time_budget_min <= 0:
             raise ValueError(f"time_budget_min must be > 0, got {self.time_budget_min}")
 
@@ -166,7 +169,8 @@ class Trainer:
         lr = self.schedule.apply(self.optimizer, self.progress.step, used)
         out = self.ddp(batch["images"].to(dev, non_blocking=True), batch["geometry"].to(dev))
         losses = {"loss_occ": occupancy_loss(out["occ_logits"], batch["semantics"].to(dev),
-                                             batch["mask_camera"].to(dev), self.class_weights)}  # fmt: skip
+                                             batch["mask_camera"].to(dev), self.class_weights,
+                                             self.opts.unobserved_weight)}  # fmt: skip
         if "det" in out:
             det = out["det"]
             targets = build_targets(batch["gt_boxes"], batch["gt_labels"], det["heatmap"].shape[1],
