@@ -22,12 +22,12 @@ def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     """Raw integer conv sum via the packed kernels, returned as NCHW float."""
     c = x.shape[1]
     xp = pack_activation(x, np.ones(c, np.float32), np.zeros(c, np.float32))
-    wp = kernels.pack_weights3x3((w >= 0).numpy())
-    b, h, wd, _ = xp.shape
-    out = np.empty((b, kernels.conv_out_size(h, stride), kernels.conv_out_size(wd, stride), w.shape[0]), np.float32)
+    wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((w >= 0).numpy()), c)
+    b, _, h, wd = x.shape
+    out = np.empty((b, w.shape[0], kernels.conv_out_size(h, stride), kernels.conv_out_size(wd, stride)), np.float32)
     ones = np.ones(w.shape[0], np.float32)
-    kernels.binary_conv3x3(xp, wp, c, stride, ones, np.zeros_like(ones), _E1, _E1, _E1, False, _E4, out)
-    return torch.from_numpy(out).permute(0, 3, 1, 2)
+    kernels.binary_conv3x3(xp, wq, pad_share, c, stride, ones, np.zeros_like(ones), _E1, _E1, _E1, False, _E4, out)
+    return torch.from_numpy(out)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,7 @@ def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     [
         (3, 5, 7, 6, 1), (32, 32, 6, 5, 2), (33, 4, 4, 4, 1), (63, 8, 5, 9, 1),
         (65, 70, 8, 8, 2), (130, 33, 9, 7, 2), (64, 64, 1, 1, 1), (128, 16, 2, 3, 2),
+        (5, 3, 1, 2, 1), (5, 3, 2, 1, 2), (5, 3, 3, 3, 2), (32, 32, 1, 1, 2),
     ],
 )
 def test_binary_conv3x3_bit_exact(cin: int, cout: int, h: int, w: int, stride: int) -> None:
@@ -54,15 +55,16 @@ def test_conv_epilogue_alpha_rprelu_residual() -> None:
     x, wt = torch.randn(1, cin, 6, 5, generator=g), torch.randn(cout, cin, 3, 3, generator=g)
     mul, add = torch.rand(cout, generator=g), torch.randn(cout, generator=g)
     gamma, slope, zeta = (torch.randn(cout, generator=g) for _ in range(3))
-    res = torch.randn(1, 6, 5, cout, generator=g)
+    res = torch.randn(1, cout, 6, 5, generator=g)
     s = F.conv2d(_sign(x), _sign(wt), padding=1)
     y = s * mul[:, None, None] + add[:, None, None] + gamma[:, None, None]
-    y = torch.where(y < 0, y * slope[:, None, None], y) + zeta[:, None, None] + res[0].permute(2, 0, 1)
+    y = torch.where(y < 0, y * slope[:, None, None], y) + zeta[:, None, None] + res[0]
     xp = pack_activation(x, np.ones(cin, np.float32), np.zeros(cin, np.float32))
-    out = np.empty((1, 6, 5, cout), np.float32)
-    kernels.binary_conv3x3(xp, kernels.pack_weights3x3((wt >= 0).numpy()), cin, 1, mul.numpy(), add.numpy(),
+    out = np.empty((1, cout, 6, 5), np.float32)
+    wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((wt >= 0).numpy()), cin)
+    kernels.binary_conv3x3(xp, wq, pad_share, cin, 1, mul.numpy(), add.numpy(),
                            gamma.numpy(), slope.numpy(), zeta.numpy(), True, res.numpy(), out)  # fmt: skip
-    torch.testing.assert_close(torch.from_numpy(out)[0].permute(2, 0, 1), y[0], rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(out)[0], y[0], rtol=1e-6, atol=1e-5)
 
 
 @pytest.mark.parametrize("channels", [1, 31, 32, 63, 64, 65, 130])
@@ -77,12 +79,16 @@ def test_pack_signs_matches_torch(channels: int, channels_last: bool) -> None:
         x = x.contiguous(memory_format=torch.channels_last)
     packed = pack_activation(x, scale.numpy(), shift.numpy())
     dtype = kernels.word_dtype(channels)
-    assert packed.shape == (2, 3, 4, kernels.num_words(channels)) and packed.dtype == dtype
+    assert packed.shape == (2, kernels.num_words(channels), 5, 6) and packed.dtype == dtype
     ref = (x * scale[:, None, None] + shift[:, None, None]) >= 0
-    assert np.array_equal(kernels.unpack_bits(packed, channels), ref.permute(0, 2, 3, 1).numpy())
+    interior = packed[:, :, 1:-1, 1:-1].transpose(0, 2, 3, 1)  # (B, H, W, K)
+    assert np.array_equal(kernels.unpack_bits(interior, channels), ref.permute(0, 2, 3, 1).numpy())
+    border = packed.copy()
+    border[:, :, 1:-1, 1:-1] = 0
+    assert np.array_equal(border, np.zeros_like(border))  # the zero border is the conv's padding
     bits = packed.itemsize * 8
     if channels % bits:  # padding bits of the last word stay 0
-        assert not np.any(packed[..., channels // bits] >> dtype(channels % bits))
+        assert not np.any(interior[..., channels // bits] >> dtype(channels % bits))
 
 
 @pytest.mark.parametrize(("cin", "words", "dtype"), [(20, 1, np.uint32), (70, 2, np.uint64)])
@@ -92,6 +98,15 @@ def test_weight_pack_round_trip(cin: int, words: int, dtype: type) -> None:
     packed = kernels.pack_weights3x3(sign_pos)
     assert packed.shape == (9, words, 5) and packed.dtype == dtype
     assert np.array_equal(kernels.unpack_bits(packed.transpose(0, 2, 1), cin), bits.transpose(0, 2, 1))
+
+
+def test_conv_weights_layout_and_padding_share() -> None:
+    sign_pos = np.random.default_rng(1).random((6, 70, 3, 3)) > 0.5  # (Cout, Cin, 3, 3)
+    wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3(sign_pos), 70)
+    assert wq.shape == (6, 2, 9) and pad_share.shape == (6, 9) and pad_share.dtype == np.int32
+    # a tap on zero padding (all bits 0 = all -1) adds sum_c (-1) * w[o, c, t] = Cin - 2 * (number of +1 weights)
+    expected = -np.where(sign_pos, 1, -1).reshape(6, 70, 9).sum(axis=1)
+    assert np.array_equal(pad_share, expected)
 
 
 def test_binary_weight_conv1x1_matches_gemm() -> None:
@@ -109,3 +124,22 @@ def test_popcount_peak_runs() -> None:
     words = np.arange(2 * 16, dtype=np.uint64).reshape(2, 16)
     expected = sum(bin(int(w) ^ r).count("1") for w in words.ravel() for r in range(3))
     assert kernels.popcount_peak(words, 3) == expected
+
+
+@pytest.mark.parametrize(("h", "w"), [(8, 6), (7, 9), (2, 2)])
+def test_avg_pool2x2_equals_torch(h: int, w: int) -> None:
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h * w))
+    out = np.empty((2, 3, h // 2, w // 2), np.float32)
+    kernels.avg_pool2x2(x.numpy(), out)
+    assert torch.equal(torch.from_numpy(out), F.avg_pool2d(x, 2, 2))
+
+
+def test_affine_rprelu_equals_torch() -> None:
+    g = torch.Generator().manual_seed(5)
+    y = torch.randn(2, 4, 30, generator=g)
+    mul, add, gamma, slope, zeta = (torch.randn(4, generator=g) for _ in range(5))
+    v = y * mul[:, None] + add[:, None] + gamma[:, None]
+    ref = torch.where(v > 0, v, v * slope[:, None]) + zeta[:, None]
+    got = y.numpy().copy()
+    kernels.affine_rprelu(got, mul.numpy(), add.numpy(), gamma.numpy(), slope.numpy(), zeta.numpy())
+    assert torch.equal(torch.from_numpy(got), ref)

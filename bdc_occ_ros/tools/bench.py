@@ -5,8 +5,8 @@ One process, the same inputs for every engine, medians over ``--repeats`` runs:
 - ``layers``: every binarized conv of the model at the shape it sees in a real forward pass. ``xnor3x3``
   layers: torch fp32 ``conv2d`` of the same shape (the faster of NCHW and channels_last) vs the packed
   path (sign+pack of the input, XNOR-popcount conv, fused epilogue). ``pointwise``/``reweight`` (1x1
-  binary weights on real inputs, W1A32): torch ``conv2d`` vs what the bitwise engine runs (a float GEMM
-  on the channel-last map); the multiply-free numba kernel is timed too (``numba_add_only_ms``).
+  binary weights on real inputs, W1A32): torch ``conv2d`` vs what the bitwise engine runs (a float GEMM,
+  +-1 weights times the (C, H*W) map); the multiply-free numba kernel is timed too (``numba_add_only_ms``).
   ``bitwise_layer_speedup_min/median`` summarise the ``xnor3x3`` layers (the layers that compute with bits).
 - ``end_to_end_ms``: the whole pipeline (preprocess, network, postprocess) for the FP twin (same config
   with ``unit: fp``) on torch, the BDC model on torch, and on the bitwise engine; ``stages_ms`` per stage.
@@ -137,14 +137,15 @@ def _time_xnor3x3(shape: tuple[int, ...], cout: int, stride: int, repeats: int) 
     weight = torch.randn(cout, cin, 3, 3)
     conv = PackedConv3x3(cin, cout, stride)
     conv.bits.copy_(signed_words(kernels.pack_weights3x3((weight >= 0).numpy())))
+    conv.prepare()
     ones, zeros = np.ones(cin, np.float32), np.zeros(cin, np.float32)
     ch = np.ones(cout, np.float32)
     epi = Epilogue(ch, ch * 0, ch * 0, ch * 0.25, ch * 0)  # alpha/BN fold + RPReLU, as in a unit
-    xp = pack_activation(x_cl, ones, zeros)
+    xp = pack_activation(x, ones, zeros)  # packed units pass NCHW maps to each other
     t = _median_ms({
         "nchw": lambda: F.conv2d(x, weight, stride=stride, padding=1),
         "cl": lambda: F.conv2d(x_cl, weight, stride=stride, padding=1),
-        "pack": lambda: pack_activation(x_cl, ones, zeros),
+        "pack": lambda: pack_activation(x, ones, zeros),
         "conv": lambda: conv.run(xp, epi),
     }, repeats, LAYER_MIN_SECONDS)  # fmt: skip
     t_nchw, t_cl, t_pack, t_conv = t["nchw"], t["cl"], t["pack"], t["conv"]
@@ -169,14 +170,15 @@ def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int) -> dict[str
     cin = shape[1]
     x = torch.randn(shape)
     weight = torch.randn(cout, cin, 1, 1)
-    sign_t = torch.where(weight[:, :, 0, 0] >= 0, 1.0, -1.0).t().contiguous()
+    sign = torch.where(weight[:, :, 0, 0] >= 0, 1.0, -1.0)
+    x3d = x.reshape(x.shape[0], cin, -1)
     x2d = x.permute(0, 2, 3, 1).reshape(-1, cin).contiguous()
-    pos = np.ascontiguousarray(sign_t.numpy() > 0)
+    pos = np.ascontiguousarray(sign.t().numpy() > 0)
     out = np.empty((x2d.shape[0], cout), np.float32)
     alpha = np.ones(cout, np.float32)
     t = _median_ms({
         "torch": lambda: F.conv2d(x, weight),
-        "gemm": lambda: torch.mm(x2d, sign_t),
+        "gemm": lambda: torch.matmul(sign, x3d),
         "numba": lambda: kernels.binary_weight_conv1x1(x2d.numpy(), pos, alpha, out),
     }, repeats, LAYER_MIN_SECONDS)  # fmt: skip
     return {"torch_ms": t["torch"], "bitwise_ms": t["gemm"], "speedup": t["torch"] / t["gemm"],

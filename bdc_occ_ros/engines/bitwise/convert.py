@@ -31,7 +31,7 @@ class BitwiseModel(nn.Module):
 
     def forward(self, imgs: torch.Tensor, geometry: CameraGeometry | None = None) -> dict:
         with torch.no_grad():
-            return contiguous_outputs(self.network(imgs, geometry))
+            return self.network(imgs, geometry)
 
     def packed_units(self) -> dict[str, PackedUnit]:
         return {name: m for name, m in self.network.named_modules() if isinstance(m, PackedUnit)}
@@ -40,15 +40,6 @@ class BitwiseModel(nn.Module):
         """Refresh every unit's folded epilogue vectors (after load_state_dict)."""
         for unit in self.packed_units().values():
             unit.prepare()
-
-
-def contiguous_outputs(out: dict) -> dict:
-    """Head outputs in standard (contiguous NCHW) memory, as the torch model returns them: packed units emit
-    channels_last maps and callers may ``.view`` the results."""
-    det = out.get("det")
-    if det is not None:
-        out = {**out, "det": {k: v.contiguous() for k, v in det.items()}}
-    return {**out, "occ_logits": out["occ_logits"].contiguous()}
 
 
 def pack_model(model: OccupancyNetwork) -> BitwiseModel:

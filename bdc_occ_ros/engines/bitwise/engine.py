@@ -55,10 +55,9 @@ class BitwiseEngine:
 
     @torch.inference_mode()
     def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput:
-        from bdc_occ_ros.engines.bitwise.convert import contiguous_outputs, run_stages
+        from bdc_occ_ros.engines.bitwise.convert import run_stages
 
         out, timings = run_stages(self.model.network, imgs.cpu(), geometry.to("cpu"))
-        out = contiguous_outputs(out)
         t0 = time.perf_counter()
         labels = out["occ_logits"].argmax(dim=-1).to(torch.uint8)
         timings["argmax"] = (time.perf_counter() - t0) * 1e3

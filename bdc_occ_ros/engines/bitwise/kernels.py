@@ -2,19 +2,19 @@
 
 Layouts (all C-contiguous numpy arrays); words are uint32 for up to 32 channels, else uint64 (w bits):
 
-- packed activations ``(B, H, W, K)`` words, ``K = ceil(C / w)``: channel-last so that the words of one
-  pixel are contiguous; channel ``c`` is bit ``c % w`` of word ``c // w``; bit = 1 for a value >= 0
-  (the project's sign convention, sign(0) = +1); padding bits of the last word are 0.
-- packed 3x3 weights ``(9, K, Cout)`` words (tap ``ky*3+kx`` major, output channel minor) so the innermost
-  loop runs over output channels: one activation word is broadcast against ``Cout`` contiguous weight words
-  and LLVM turns that loop into ``vpxorq``/``vpopcntq``/``vpaddq`` on AVX-512 machines. Padding bits are 0,
-  so ``x XOR w`` is 0 there and padded channels never reach the count.
-- real-valued maps ``(B, H, W, C)`` float32 (channel-last; a ``torch`` channels_last NCHW tensor has this
-  memory layout, so the torch side sees them without copies).
+- packed activations ``(B, K, H + 2, W + 2)`` words, ``K = ceil(C / w)``: word-planar with a one-word border of
+  zeros (the conv's padding), so every output pixel reads its 9 taps at fixed offsets and the inner loop runs
+  along an image row (long, contiguous, vectorised across pixels for every channel count). Channel ``c`` is
+  bit ``c % w`` of plane ``c // w``; bit = 1 for a value >= 0 (the project's sign convention, sign(0) = +1);
+  padding bits of the last word are 0.
+- packed 3x3 weights ``(9, K, Cout)`` words as stored (tap ``ky*3+kx`` major); the conv kernel takes them as
+  ``(Cout, K, 9)`` (:func:`conv_weights`) so one output channel's 9 words are hoisted into registers.
+- real-valued maps ``(B, C, H, W)`` float32 (NCHW, what torch produces by default), the conv output included.
 
 A 3x3 binary conv with zero padding, as torch computes it on ``sign(x)``: padded pixels are 0 and add nothing,
-so for an output pixel with ``n`` in-image taps ``sum = n*Cin - 2*popcount(x XOR w)`` summed over those taps.
-Results are integers, exact in float32 up to 2**24.
+so the sum is ``sum over in-image taps of (Cin - 2*popcount(x XOR w))``. The kernel counts all 9 taps (border
+words are 0, so a padded tap adds ``Cin - 2*popcount(w)``) and removes the padded taps' share afterwards, per
+border row/column, from a per-(output channel, tap) table. Results are integers, exact in float32 up to 2**24.
 """
 
 from __future__ import annotations
@@ -95,19 +95,21 @@ def pack_signs_nchw(x, scale, shift, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
     x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign);
-    out: (B, H, W, K) uint32/uint64 words, written completely. The multiply and the add are rounded separately, as torch
-    does, so the bits equal torch's sign exactly. Vectorised along W (a row of words per channel word).
+    out: (B, K, H + 2, W + 2) uint32/uint64 words, written completely (border words 0). The multiply and the
+    add are rounded separately, as torch does, so the bits equal torch's sign exactly. Vectorised along W.
     """
     nb, nc, nh, nw = x.shape
-    nk = out.shape[3]
+    nk = out.shape[1]
     word_bits = out.itemsize * 8
-    for bh in prange(nb * nh):
-        b = bh // nh
-        h = bh % nh
+    for bk in prange(nb * nk):
+        b = bk // nk
+        k = bk % nk
+        c0 = k * word_bits
         row = np.empty(nw, np.uint64)
-        for k in range(nk):
+        out[b, k, 0, :] = 0
+        out[b, k, nh + 1, :] = 0
+        for h in range(nh):
             row[:] = 0
-            c0 = k * word_bits
             for j in range(min(word_bits, nc - c0)):
                 c = c0 + j
                 sc = scale[c]
@@ -117,8 +119,10 @@ def pack_signs_nchw(x, scale, shift, out):
                     v = x[b, c, h, w] * sc
                     v = v + sh
                     row[w] |= np.uint64(v >= 0) << bit
+            out[b, k, h + 1, 0] = 0
+            out[b, k, h + 1, nw + 1] = 0
             for w in range(nw):
-                out[b, h, w, k] = row[w]
+                out[b, k, h + 1, w + 1] = row[w]
 
 
 @DualKernel
@@ -129,8 +133,11 @@ def pack_signs_nhwc(x, scale, shift, out):
     loop runs along W like the NCHW kernel: 10x faster than building each word from C contiguous floats.
     """
     nb, nh, nw, nc = x.shape
-    nk = out.shape[3]
+    nk = out.shape[1]
     word_bits = out.itemsize * 8
+    for b in range(nb):
+        out[b, :, 0, :] = 0
+        out[b, :, nh + 1, :] = 0
     for bh in prange(nb * nh):
         b = bh // nh
         h = bh % nh
@@ -147,55 +154,94 @@ def pack_signs_nhwc(x, scale, shift, out):
                 bit = np.uint64(j)
                 for w in range(nw):
                     row[w] |= np.uint64(tile[c0 + j, w] >= 0) << bit
+            out[b, k, h + 1, 0] = 0
+            out[b, k, h + 1, nw + 1] = 0
             for w in range(nw):
-                out[b, h, w, k] = row[w]
+                out[b, k, h + 1, w + 1] = row[w]
+
+
+@njit(inline="always")
+def _taps3x3(xp, b, k, r0, c, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """popcount(x XOR w) summed over the 9 taps whose top-left padded pixel is (r0, c)."""
+    return (
+        popcount(xp[b, k, r0, c] ^ w0) + popcount(xp[b, k, r0, c + 1] ^ w1) + popcount(xp[b, k, r0, c + 2] ^ w2)
+        + popcount(xp[b, k, r0 + 1, c] ^ w3) + popcount(xp[b, k, r0 + 1, c + 1] ^ w4)
+        + popcount(xp[b, k, r0 + 1, c + 2] ^ w5) + popcount(xp[b, k, r0 + 2, c] ^ w6)
+        + popcount(xp[b, k, r0 + 2, c + 1] ^ w7) + popcount(xp[b, k, r0 + 2, c + 2] ^ w8)
+    )  # fmt: skip
 
 
 @DualKernel
-def binary_conv3x3(xp, wp, cin, stride, mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual, out):
+def binary_conv3x3(xp, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual, out):
     """3x3 XNOR-popcount conv, padding 1, with a fused per-channel epilogue.
 
-    xp: (B, H, W, K) packed signs; wp: (9, K, Cout) packed weight signs (same word type); cin: real input channels;
-    stride: 1 or 2. Epilogue per output channel o on the exact integer sum s:
+    xp: (B, K, H + 2, W + 2) packed signs with zero border; wq: (Cout, K, 9) packed weight signs (same word
+    type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``, what a padded tap adds; cin: real input
+    channels; stride: 1 or 2. Epilogue per output channel o on the exact integer sum s:
     ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
     ``y = prelu(y + rp_gamma[o], rp_slope[o]) + rp_zeta[o]``, then ``y += residual`` when residual is non-empty
-    (shape (B, Ho, Wo, Cout)). out: (B, Ho, Wo, Cout) float32.
+    (shape (B, Cout, Ho, Wo)). out: (B, Cout, Ho, Wo) float32.
+
+    One (image, output channel) per task; each output row is one loop along the row over the 9 taps (the
+    channel's weight words held in registers), then a few vectorised passes for the epilogue.
     """
-    nb, nh, nw, nk = xp.shape
-    _, ho, wo, nco = out.shape
+    nb, nk, hp, wpad = xp.shape
+    _, nco, ho, wo = out.shape
+    nh = hp - 2
+    nw = wpad - 2
     has_res = residual.shape[0] > 0
-    for bo in prange(nb * ho):
-        b = bo // ho
-        oy = bo % ho
-        acc = np.empty(nco, xp.dtype)  # word-width lanes: popcount sums fit (at most 9 * Cin)
-        for ox in range(wo):
+    right_padded = (wo - 1) * stride + 2 > nw
+    for bo in prange(nb * nco):
+        b = bo // nco
+        o = bo % nco
+        acc = np.empty(wo, np.int32)
+        m = mul[o]
+        a = add[o]
+        for oy in range(ho):
             acc[:] = 0
-            taps = 0
-            for ky in range(3):
-                iy = oy * stride + ky - 1
-                if iy < 0 or iy >= nh:
-                    continue
-                for kx in range(3):
-                    ix = ox * stride + kx - 1
-                    if ix < 0 or ix >= nw:
-                        continue
-                    taps += 1
-                    t = ky * 3 + kx
-                    for k in range(nk):
-                        xv = xp[b, iy, ix, k]
-                        for o in range(nco):
-                            acc[o] += popcount(xv ^ wp[t, k, o])
-            base = taps * cin
-            for o in range(nco):
-                y = mul[o] * np.float32(base - 2 * np.int64(acc[o])) + add[o]
-                if use_rprelu:
-                    y = y + rp_gamma[o]
-                    if y < 0:
-                        y = y * rp_slope[o]
-                    y = y + rp_zeta[o]
-                if has_res:
-                    y = y + residual[b, oy, ox, o]
-                out[b, oy, ox, o] = y
+            r0 = oy * stride
+            for k in range(nk):
+                w0, w1, w2 = wq[o, k, 0], wq[o, k, 1], wq[o, k, 2]
+                w3, w4, w5 = wq[o, k, 3], wq[o, k, 4], wq[o, k, 5]
+                w6, w7, w8 = wq[o, k, 6], wq[o, k, 7], wq[o, k, 8]
+                if stride == 1:  # a literal stride keeps the loads contiguous (vectorised, no gathers)
+                    for ox in range(wo):
+                        acc[ox] += np.int32(_taps3x3(xp, b, k, r0, ox, w0, w1, w2, w3, w4, w5, w6, w7, w8))
+                else:
+                    for ox in range(wo):
+                        acc[ox] += np.int32(_taps3x3(xp, b, k, r0, 2 * ox, w0, w1, w2, w3, w4, w5, w6, w7, w8))
+            # Remove what the padded taps added: the top/bottom tap rows for the whole row, the left/right tap
+            # columns (of the rows not already removed) for the first/last pixel.
+            top = r0 == 0
+            bottom = r0 + 2 > nh
+            base = 9 * cin
+            if top:
+                base -= pad_share[o, 0] + pad_share[o, 1] + pad_share[o, 2]
+            if bottom:
+                base -= pad_share[o, 6] + pad_share[o, 7] + pad_share[o, 8]
+            for ox in range(wo):
+                out[b, o, oy, ox] = m * np.float32(base - 2 * acc[ox]) + a
+            left = pad_share[o, 3] + (0 if top else pad_share[o, 0]) + (0 if bottom else pad_share[o, 6])
+            right = 0
+            if right_padded:
+                right = pad_share[o, 5] + (0 if top else pad_share[o, 2]) + (0 if bottom else pad_share[o, 8])
+            if wo == 1:
+                out[b, o, oy, 0] = m * np.float32(base - left - right - 2 * acc[0]) + a
+            else:
+                out[b, o, oy, 0] = m * np.float32(base - left - 2 * acc[0]) + a
+                out[b, o, oy, wo - 1] = m * np.float32(base - right - 2 * acc[wo - 1]) + a
+            if use_rprelu:
+                g = rp_gamma[o]
+                s = rp_slope[o]
+                z = rp_zeta[o]
+                for ox in range(wo):
+                    v = out[b, o, oy, ox] + g
+                    # max + slope*min: branch-free (vectorises) and exact (one of the two terms is 0)
+                    v = max(v, np.float32(0.0)) + s * min(v, np.float32(0.0))
+                    out[b, o, oy, ox] = v + z
+            if has_res:
+                for ox in range(wo):
+                    out[b, o, oy, ox] += residual[b, o, oy, ox]
 
 
 @DualKernel
@@ -221,50 +267,54 @@ def binary_weight_conv1x1(x, wpos, mul, out):
 
 
 @DualKernel
-def affine_rprelu_gap(y, mul, add, rp_gamma, rp_slope, rp_zeta, gap):
-    """In place ``y = rprelu(mul*y + add)`` per channel, and the per-image channel means into ``gap``.
+def affine_rprelu(y, mul, add, rp_gamma, rp_slope, rp_zeta):
+    """In place ``y = rprelu(mul*y + add)`` per channel: y (B, C, P) float32 (P pixels); mul, add, rp_*: (C,).
 
-    y: (B, P, C) float32 (P pixels, channel-last); mul, add, rp_*: (C,); gap: (B, C) float32 output (the
-    global average pool the BDC weight branch needs, computed in the same pass to save a read of y).
-    Pixels are split into chunks with one partial-sum row each (a shared accumulator would serialise).
+    No reduction in the loop (the weight branch's channel means are taken afterwards): a float sum here
+    would serialise the loop, which must stay vectorised.
     """
-    nb, npix, nc = y.shape
-    nchunk = min(npix, 64)
-    partial = np.zeros((nb, nchunk, nc), np.float32)
-    for bc in prange(nb * nchunk):
-        b = bc // nchunk
-        ch = bc % nchunk
-        acc = partial[b, ch]
-        for p in range(ch * npix // nchunk, (ch + 1) * npix // nchunk):
-            row = y[b, p]
-            for c in range(nc):
-                v = mul[c] * row[c] + add[c]
-                v = v + rp_gamma[c]
-                if v < 0:
-                    v = v * rp_slope[c]
-                v = v + rp_zeta[c]
-                row[c] = v
-                acc[c] += v
-    for b in range(nb):
-        for c in range(nc):
-            total = np.float32(0.0)
-            for ch in range(nchunk):
-                total += partial[b, ch, c]
-            gap[b, c] = total / npix
+    nb, nc, npix = y.shape
+    for bc in prange(nb * nc):
+        b = bc // nc
+        c = bc % nc
+        m, a, g, s, z = mul[c], add[c], rp_gamma[c], rp_slope[c], rp_zeta[c]
+        for p in range(npix):
+            v = m * y[b, c, p] + a
+            v = v + g
+            v = max(v, np.float32(0.0)) + s * min(v, np.float32(0.0))
+            y[b, c, p] = v + z
 
 
 @DualKernel
 def scale_add(y, gate, identity, out):
     """``out = y * gate + identity`` with a per-image, per-channel gate (the BDC weight branch + residual).
 
-    y, identity, out: (B, P, C) float32; gate: (B, C) float32.
+    y, identity, out: (B, C, P) float32; gate: (B, C) float32.
     """
-    nb, npix, nc = y.shape
-    for bp in prange(nb * npix):
-        b = bp // npix
-        p = bp % npix
-        for c in range(nc):
-            out[b, p, c] = y[b, p, c] * gate[b, c] + identity[b, p, c]
+    nb, nc, npix = y.shape
+    for bc in prange(nb * nc):
+        b = bc // nc
+        c = bc % nc
+        g = gate[b, c]
+        for p in range(npix):
+            out[b, c, p] = y[b, c, p] * g + identity[b, c, p]
+
+
+@DualKernel
+def avg_pool2x2(x, out):
+    """2x2 average pooling, stride 2, floor mode (the stride-2 shortcut): x (B, C, H, W) float32,
+    out (B, C, H // 2, W // 2). Sums in torch's order and divides by 4, so results equal ``avg_pool2d``'s."""
+    nb, nc, _, _ = x.shape
+    _, _, ho, wo = out.shape
+    for bc in prange(nb * nc):
+        b = bc // nc
+        c = bc % nc
+        for i in range(ho):
+            for j in range(wo):
+                s = x[b, c, 2 * i, 2 * j] + x[b, c, 2 * i, 2 * j + 1]
+                s = s + x[b, c, 2 * i + 1, 2 * j]
+                s = s + x[b, c, 2 * i + 1, 2 * j + 1]
+                out[b, c, i, j] = s / np.float32(4.0)
 
 
 @DualKernel
@@ -297,6 +347,15 @@ def pack_weights3x3(sign_pos: np.ndarray) -> np.ndarray:
         raise ValueError(f"pack_weights3x3: expected 3x3 weights, got {kh}x{kw}")
     per_tap = sign_pos.transpose(2, 3, 1, 0).reshape(9, cin, cout)  # (tap, Cin, Cout)
     return np.ascontiguousarray(pack_bits_axis1(per_tap).transpose(0, 2, 1))  # (9, K, Cout)
+
+
+def conv_weights(packed: np.ndarray, cin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stored (9, K, Cout) weight words -> the conv kernel's ``wq`` (Cout, K, 9) and ``pad_share`` (Cout, 9)
+    int32 = ``Cin - 2*popcount(w)`` summed over the words of each tap (what a tap on zero padding adds)."""
+    wq = np.ascontiguousarray(packed.transpose(2, 1, 0))
+    ones = np.unpackbits(wq.astype(wq.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(*wq.shape, -1),
+                         axis=-1).sum(axis=(1, 3))  # fmt: skip
+    return wq, np.ascontiguousarray((cin - 2 * ones).astype(np.int32))
 
 
 def pack_bits_axis1(bits: np.ndarray) -> np.ndarray:

@@ -3,17 +3,17 @@
 A :class:`PackedUnit` replaces one BiSR-Conv / BDC-V1/V2/V3 unit. Its only sign-binarized activation (the
 unit input after the ReDistribution affine) is packed once into uint32/uint64 words and consumed packed by the
 XNOR-popcount 3x3 conv, whose epilogue applies alpha, the folded BatchNorm, RPReLU and (BiSR) the residual.
-The binary-weight 1x1 convs see real-valued inputs (W1A32); they run as one float GEMM on the channel-last
-map with the +-1 weights (measured faster than a multiply-free numba kernel on this CPU, see the benchmark),
-followed by a fused affine + RPReLU + global-average-pool pass, then ``main * gate + shortcut``.
+The binary-weight 1x1 convs see real-valued inputs (W1A32); they run as one float GEMM (+-1 weights times the
+(C, H*W) map: measured faster than a multiply-free numba kernel on this CPU, see the benchmark), followed by a
+fused affine + RPReLU + global-average-pool pass, then ``main * gate + shortcut``.
 
 Binarized weights are stored only as bits (int32/int64 buffers holding uint32/uint64 words, 32-bit words
 for up to 32 channels; safetensors and ``state_dict`` carry them as they are) plus the per-output-channel
 alpha; the float latent weights are gone.
 Everything else (shortcut pooling, shortcut BN, the tiny weight-branch MLP on (B, C)) stays torch.
 
-Maps between units are torch tensors in channels_last memory: ``(B, C, H, W)`` views of ``(B, H, W, C)``
-numpy arrays, so no transposes are needed from one unit to the next.
+Maps between units are contiguous NCHW torch tensors sharing memory with the kernels' numpy arrays, so no
+transposes are needed from one unit to the next (channels_last inputs from torch layers are packed as they are).
 """
 
 from __future__ import annotations
@@ -52,25 +52,21 @@ def _np32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().reshape(-1).to(torch.float32).numpy())
 
 
-def to_nhwc(x: torch.Tensor) -> np.ndarray:
-    """(B, C, H, W) tensor -> C-contiguous (B, H, W, C) float32 array (no copy when x is channels_last)."""
-    return np.ascontiguousarray(x.detach().permute(0, 2, 3, 1).to(torch.float32).numpy())
-
-
-def from_nhwc(a: np.ndarray) -> torch.Tensor:
-    """(B, H, W, C) array -> (B, C, H, W) tensor in channels_last memory sharing the buffer."""
-    return torch.from_numpy(a).permute(0, 3, 1, 2)
+def _nchw(x: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) tensor -> C-contiguous float32 array (no copy when it already is one)."""
+    return np.ascontiguousarray(x.detach().to(torch.float32).numpy())
 
 
 def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, H, W, K) words."""
+    """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, K, H + 2, W + 2) words
+    with a zero border (the conv's padding)."""
     b, c, h, w = x.shape
-    out = np.empty((b, h, w, kernels.num_words(c)), kernels.word_dtype(c))
-    x = x.detach()
-    if x.is_contiguous():
-        kernels.pack_signs_nchw(x.numpy(), scale, shift, out)
+    out = np.empty((b, kernels.num_words(c), h + 2, w + 2), kernels.word_dtype(c))
+    x = x.detach().to(torch.float32)
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, out)
     else:
-        kernels.pack_signs_nhwc(to_nhwc(x), scale, shift, out)
+        kernels.pack_signs_nchw(_nchw(x), scale, shift, out)
     return out
 
 
@@ -106,13 +102,17 @@ class Epilogue:
 
 
 class PackedConv3x3(nn.Module):
-    """Binary 3x3 conv (padding 1) on packed activations: buffers ``bits`` (9, K, Cout) and ``alpha`` (Cout,)."""
+    """Binary 3x3 conv (padding 1) on packed activations: buffers ``bits`` (9, K, Cout) and ``alpha`` (Cout,).
+
+    The kernel's layout of the bits (``wq``, ``pad_share``) is derived by :meth:`prepare`.
+    """
 
     def __init__(self, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.cin, self.cout, self.stride = cin, cout, stride
         self.register_buffer("bits", _word_buffer((9, kernels.num_words(cin), cout), cin))
         self.register_buffer("alpha", torch.zeros(cout))
+        self.prepare()
 
     @classmethod
     def from_conv(cls, conv: BinaryConv2d) -> PackedConv3x3:
@@ -120,15 +120,20 @@ class PackedConv3x3(nn.Module):
         packed = cls(conv.in_channels, conv.out_channels, conv.stride[0])
         packed.bits.copy_(signed_words(kernels.pack_weights3x3((sign > 0).numpy())))
         packed.alpha.copy_(alpha)
+        packed.prepare()
         return packed
 
+    def prepare(self) -> None:
+        """Derive the kernel's weight layout from ``bits`` (after construction or load_state_dict)."""
+        self.wq, self.pad_share = kernels.conv_weights(_as_words(self.bits), self.cin)
+
     def run(self, xp: np.ndarray, epi: Epilogue, residual: np.ndarray = _EMPTY4) -> np.ndarray:
-        """xp (B, H, W, K) packed input -> (B, Ho, Wo, Cout) float32 after the epilogue (+ residual)."""
-        b, h, w, _ = xp.shape
-        ho, wo = kernels.conv_out_size(h, self.stride), kernels.conv_out_size(w, self.stride)
-        out = np.empty((b, ho, wo, self.cout), np.float32)
+        """xp (B, K, H + 2, W + 2) packed input -> (B, Cout, Ho, Wo) float32 after the epilogue (+ residual)."""
+        b, _, hp, wp = xp.shape
+        ho, wo = kernels.conv_out_size(hp - 2, self.stride), kernels.conv_out_size(wp - 2, self.stride)
+        out = np.empty((b, self.cout, ho, wo), np.float32)
         kernels.binary_conv3x3(
-            xp, _as_words(self.bits), self.cin, self.stride, epi.mul, epi.add,
+            xp, self.wq, self.pad_share, self.cin, self.stride, epi.mul, epi.add,
             epi.rp_gamma, epi.rp_slope, epi.rp_zeta, epi.rp_gamma.size > 0, residual, out,
         )  # fmt: skip
         return out
@@ -137,7 +142,7 @@ class PackedConv3x3(nn.Module):
 class PackedPointwise(nn.Module):
     """Binary-weight 1x1 conv on real inputs: buffers ``bits`` (Cout, K) and ``alpha`` (Cout,).
 
-    ``sign_t`` (Cin, Cout) float32 +-1 is rebuilt from the bits by :meth:`prepare` for the GEMM.
+    ``sign`` (Cout, Cin) float32 +-1 is rebuilt from the bits by :meth:`prepare` for the GEMM.
     """
 
     def __init__(self, cin: int, cout: int) -> None:
@@ -145,7 +150,7 @@ class PackedPointwise(nn.Module):
         self.cin, self.cout = cin, cout
         self.register_buffer("bits", _word_buffer((cout, kernels.num_words(cin)), cin))
         self.register_buffer("alpha", torch.zeros(cout))
-        self.register_buffer("sign_t", torch.zeros(cin, cout), persistent=False)
+        self.register_buffer("sign", torch.zeros(cout, cin), persistent=False)
 
     @classmethod
     def from_conv(cls, conv: BinaryConv2d) -> PackedPointwise:
@@ -162,15 +167,19 @@ class PackedPointwise(nn.Module):
     def prepare(self) -> None:
         """Unpack the bits into the +-1 GEMM matrix (after construction or load_state_dict)."""
         pos = kernels.unpack_bits(_as_words(self.bits), self.cin)  # (Cout, Cin) bool
-        self.sign_t = torch.from_numpy(np.where(pos.T, np.float32(1.0), np.float32(-1.0)))
+        self.sign = torch.from_numpy(np.where(pos, np.float32(1.0), np.float32(-1.0)))
 
-    def matmul(self, x2d: np.ndarray) -> np.ndarray:
-        """(P, Cin) float32 -> (P, Cout) float32 = x @ sign^T (alpha is applied by the caller's epilogue)."""
-        return torch.mm(torch.from_numpy(x2d), self.sign_t).numpy()
+    def matmul(self, x: np.ndarray) -> np.ndarray:
+        """(B, Cin, P) float32 -> (B, Cout, P) float32 = sign @ x (alpha is applied by the caller's epilogue)."""
+        xt = torch.from_numpy(x)
+        out = torch.empty(x.shape[0], self.cout, x.shape[2])
+        for b in range(x.shape[0]):  # one GEMM per image: faster than matmul's broadcast of sign (measured)
+            torch.mm(self.sign, xt[b], out=out[b])
+        return out.numpy()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, Cin, H, W) -> (B, Cout, H, W) = alpha * conv1x1(x, sign) (used on the (B, C, 1, 1) branch)."""
-        y = torch.einsum("bchw,co->bohw", x, self.sign_t)
+        y = torch.einsum("bchw,oc->bohw", x, self.sign)
         return y * self.alpha.view(1, -1, 1, 1)
 
 
@@ -184,7 +193,7 @@ def _pack_reweight(branch: ChannelReweight) -> ChannelReweight:
 
 
 class PackedUnit(nn.Module):
-    """Drop-in for a BiSRConv / BDCUnitV1/V2/V3: (B, Cin, H, W) -> (B, Cout, H/s, W/s) channels_last tensor.
+    """Drop-in for a BiSRConv / BDCUnitV1/V2/V3: (B, Cin, H, W) -> (B, Cout, H/s, W/s) contiguous tensor.
 
     Built from a float unit (:meth:`from_unit`); reuses its torch shortcut (pool, concat, ``bn_fp``),
     its ReDistribution (``move0``), norms and RPReLUs as parameters of the epilogues.
@@ -194,7 +203,7 @@ class PackedUnit(nn.Module):
         super().__init__()
         self.bisr = isinstance(unit, BiSRConv)
         self.in_channels, self.out_channels, self.stride = unit.in_channels, unit.out_channels, unit.stride
-        self.pool, self.bn_fp, self.move0 = unit.pool, unit.bn_fp, unit.move0
+        self.bn_fp, self.move0 = unit.bn_fp, unit.move0
         seq = list(unit.binary_conv_relu)
         if len(seq) % 3:
             raise ValueError(f"unexpected binary_conv_relu layout of {type(unit).__name__}: {len(seq)} layers")
@@ -218,6 +227,7 @@ class PackedUnit(nn.Module):
         self.pack_scale, self.pack_shift = _np32(self.move0.k), _np32(self.move0.b)
         alphas = [self.conv3.alpha] + [pw.alpha for pw in self.pointwise]
         self.epilogues = [Epilogue.fold(a, n, act) for a, n, act in zip(alphas, self.norms, self.acts, strict=True)]
+        self.conv3.prepare()
         for pw in self.pointwise:
             pw.prepare()
         if self.se_block is not None:
@@ -227,31 +237,35 @@ class PackedUnit(nn.Module):
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         """Same as the float unit's shortcut: avgpool2 (stride 2), channel duplication, ``bn_fp``."""
-        x = self.pool(x)
+        if self.stride == 2:  # numba kernel: same values as torch's avg_pool2d, 18x faster here (measured)
+            b, c, h, w = x.shape
+            pooled = np.empty((b, c, h // 2, w // 2), np.float32)
+            kernels.avg_pool2x2(_nchw(x), pooled)
+            x = torch.from_numpy(pooled)
         if self.out_channels == 2 * self.in_channels:
             x = torch.cat([x, x], dim=1)
         return self.bn_fp(x)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = to_nhwc(self.shortcut(x))  # (B, Ho, Wo, Cout)
+        identity = _nchw(self.shortcut(x))  # (B, Cout, Ho, Wo)
         xp = pack_activation(x, self.pack_scale, self.pack_shift)
         if self.bisr:  # RPReLU(conv3x3) + shortcut, all in the conv epilogue
-            return from_nhwc(self.conv3.run(xp, self.epilogues[0], identity))
-        y = self.conv3.run(xp, self.epilogues[0])  # (B, Ho, Wo, Cin)
-        b, ho, wo, _ = y.shape
-        gap = np.empty((b, self.out_channels), np.float32)
+            return torch.from_numpy(self.conv3.run(xp, self.epilogues[0], identity))
+        y = self.conv3.run(xp, self.epilogues[0])  # (B, Cin, Ho, Wo)
+        b, _, ho, wo = y.shape
+        y = y.reshape(b, -1, ho * wo)
         for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
-            y = pw.matmul(y.reshape(-1, pw.cin)).reshape(b, ho * wo, pw.cout)
-            gap = np.empty((b, pw.cout), np.float32)
-            kernels.affine_rprelu_gap(y, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope, epi.rp_zeta, gap)
+            y = pw.matmul(y)
+            kernels.affine_rprelu(y, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope, epi.rp_zeta)
         if self.se_block is None:
-            gate = np.ones_like(gap)
+            gate = np.ones((b, self.out_channels), np.float32)
         else:
-            gate = _np32(self.se_block.fc(torch.from_numpy(gap)[:, :, None, None])).reshape(gap.shape)
-        out = np.empty((b, ho * wo, self.out_channels), np.float32)
-        kernels.scale_add(y, gate, identity.reshape(b, ho * wo, self.out_channels), out)
-        return from_nhwc(out.reshape(b, ho, wo, self.out_channels))
+            gap = torch.from_numpy(y).mean(dim=2)  # (B, C): the branch's global average pool
+            gate = _np32(self.se_block.fc(gap[:, :, None, None])).reshape(b, self.out_channels)
+        out = np.empty((b, self.out_channels, ho * wo), np.float32)
+        kernels.scale_add(y, gate, identity.reshape(b, self.out_channels, ho * wo), out)
+        return torch.from_numpy(out.reshape(b, self.out_channels, ho, wo))
 
 
 def warm_up() -> None:
@@ -260,8 +274,10 @@ def warm_up() -> None:
     from bdc_occ_ros.config import UnitVariant
     from bdc_occ_ros.model.units import make_unit
 
-    x = torch.zeros(1, 2, 4, 4)
-    for variant in (UnitVariant.BISR, UnitVariant.BDC_V3):
-        unit = PackedUnit.from_unit(make_unit(variant, 2, 2, 1, with_bn=False).eval())
-        unit(x)
-        unit(x.contiguous(memory_format=torch.channels_last))
+    for channels in (2, 40):  # uint32 and uint64 words
+        x = torch.zeros(1, channels, 4, 4)
+        for variant in (UnitVariant.BISR, UnitVariant.BDC_V3):
+            for stride in (1, 2):  # stride 2 adds the shortcut's pooling kernel
+                unit = PackedUnit.from_unit(make_unit(variant, channels, channels, stride, with_bn=False).eval())
+                unit(x)
+                unit(x.contiguous(memory_format=torch.channels_last))
