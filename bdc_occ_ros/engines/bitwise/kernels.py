@@ -90,43 +90,52 @@ def conv_out_size(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
+def bit_masks(dtype: type[np.unsignedinteger]) -> np.ndarray:
+    """``1 << j`` for every bit j of a packing word, as that word type (the pack kernels OR these in: a
+    select between a mask and 0 vectorises at the word's own width, unlike a shift of a widened compare)."""
+    bits = np.dtype(dtype).itemsize * 8
+    return np.left_shift(np.ones(bits, dtype), np.arange(bits, dtype=dtype))
+
+
 @DualKernel
-def pack_signs_nchw(x, scale, shift, out):
+def pack_signs_nchw(x, scale, shift, masks, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
-    x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign);
-    out: (B, K, H + 2, W + 2) uint32/uint64 words, written completely (border words 0). The multiply and the
-    add are rounded separately, as torch does, so the bits equal torch's sign exactly. Vectorised along W.
+    x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign); masks:
+    :func:`bit_masks` of the word type; out: (B, K, H + 2, W + 2) uint32/uint64 words, written completely
+    (border words 0). The multiply and the add are rounded separately, as torch does, so the bits equal torch's
+    sign exactly. Vectorised along W.
     """
     nb, nc, nh, nw = x.shape
     nk = out.shape[1]
-    word_bits = out.itemsize * 8
+    word_bits = masks.size
+    zero = masks[0] ^ masks[0]
     for bk in prange(nb * nk):
         b = bk // nk
         k = bk % nk
         c0 = k * word_bits
-        row = np.empty(nw, np.uint64)
-        out[b, k, 0, :] = 0
-        out[b, k, nh + 1, :] = 0
+        row = np.empty(nw, masks.dtype)
+        out[b, k, 0, :] = zero
+        out[b, k, nh + 1, :] = zero
         for h in range(nh):
-            row[:] = 0
+            row[:] = zero
             for j in range(min(word_bits, nc - c0)):
                 c = c0 + j
                 sc = scale[c]
                 sh = shift[c]
-                bit = np.uint64(j)
+                m = masks[j]
                 for w in range(nw):
                     v = x[b, c, h, w] * sc
                     v = v + sh
-                    row[w] |= np.uint64(v >= 0) << bit
-            out[b, k, h + 1, 0] = 0
-            out[b, k, h + 1, nw + 1] = 0
+                    row[w] |= m if v >= 0 else zero
+            out[b, k, h + 1, 0] = zero
+            out[b, k, h + 1, nw + 1] = zero
             for w in range(nw):
                 out[b, k, h + 1, w + 1] = row[w]
 
 
 @DualKernel
-def pack_signs_nhwc(x, scale, shift, out):
+def pack_signs_nhwc(x, scale, shift, masks, out):
     """Same as :func:`pack_signs_nchw` for channel-last input x: (B, H, W, C) float32 C-contiguous.
 
     Each image row is first transposed (with the affine applied) into a (C, W) scratch tile so the bit
@@ -134,10 +143,11 @@ def pack_signs_nhwc(x, scale, shift, out):
     """
     nb, nh, nw, nc = x.shape
     nk = out.shape[1]
-    word_bits = out.itemsize * 8
+    word_bits = masks.size
+    zero = masks[0] ^ masks[0]
     for b in range(nb):
-        out[b, :, 0, :] = 0
-        out[b, :, nh + 1, :] = 0
+        out[b, :, 0, :] = zero
+        out[b, :, nh + 1, :] = zero
     for bh in prange(nb * nh):
         b = bh // nh
         h = bh % nh
@@ -146,16 +156,16 @@ def pack_signs_nhwc(x, scale, shift, out):
             for c in range(nc):
                 v = x[b, h, w, c] * scale[c]
                 tile[c, w] = v + shift[c]
-        row = np.empty(nw, np.uint64)
+        row = np.empty(nw, masks.dtype)
         for k in range(nk):
-            row[:] = 0
+            row[:] = zero
             c0 = k * word_bits
             for j in range(min(word_bits, nc - c0)):
-                bit = np.uint64(j)
+                m = masks[j]
                 for w in range(nw):
-                    row[w] |= np.uint64(tile[c0 + j, w] >= 0) << bit
-            out[b, k, h + 1, 0] = 0
-            out[b, k, h + 1, nw + 1] = 0
+                    row[w] |= m if tile[c0 + j, w] >= 0 else zero
+            out[b, k, h + 1, 0] = zero
+            out[b, k, h + 1, nw + 1] = zero
             for w in range(nw):
                 out[b, k, h + 1, w + 1] = row[w]
 

@@ -1,0 +1,30 @@
+"""``bdc-occ bench`` report helpers: the timing loop and the README table (the full run is a benchmark)."""
+
+from __future__ import annotations
+
+from bdc_occ_ros.tools.bench import _median_ms, markdown_table
+
+
+def test_median_ms_settles_each_callable_before_timing_it() -> None:
+    calls: list[str] = []
+    _median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, settle=True)
+    # one warm-up each, then per round an untimed and a timed call of the same callable back to back
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    calls.clear()
+    _median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
+    assert calls == ["a", "b"] * 3
+
+
+def test_markdown_table_groups_layers_and_lists_engines() -> None:
+    row = {"kind": "xnor3x3", "shape": "1x32x8x8->32 s1", "torch_ms": 2.0, "bitwise_ms": 0.5, "speedup": 4.0,
+           "conv_only_speedup": 5.0}  # fmt: skip
+    pointwise = {"kind": "pointwise", "shape": "1x32x8x8->32", "torch_ms": 1.0, "bitwise_ms": 1.0, "speedup": 1.0}
+    report = {
+        "layers": [{**row, "name": "a.conv3x3"}, {**row, "name": "b.conv3x3"}, {**pointwise, "name": "a.conv1x1_0"}],
+        "end_to_end_ms": {"flashocc_torch": 100.0, "bdc_bitwise": 90.0},
+        "stages_ms": {"flashocc_torch": {"heads": 10.0}, "bdc_bitwise": {"heads": 8.0}},
+    }
+    table = markdown_table(report)
+    assert "| xnor3x3 | 1x32x8x8->32 s1 | 2 | `a.conv3x3` | 2.00 | 0.50 | 4.0x | 5.0x |" in table
+    assert "| pointwise | 1x32x8x8->32 | 1 | `a.conv1x1_0` | 1.00 | 1.00 | 1.0x | - |" in table
+    assert "| bdc_bitwise | 90 | 8 |" in table
