@@ -5,12 +5,13 @@ unit input after the ReDistribution affine) is packed once into uint32/uint64 wo
 XNOR-popcount 3x3 conv, whose epilogue applies alpha, the folded BatchNorm, RPReLU and (BiSR) the residual.
 The binary-weight 1x1 convs see real-valued inputs (W1A32); they run as one float GEMM (+-1 weights times the
 (C, H*W) map: measured faster than a multiply-free numba kernel on this CPU, see the benchmark), followed by a
-fused affine + RPReLU + global-average-pool pass, then ``main * gate + shortcut``.
+vectorised affine + RPReLU pass, the weight branch on the channel means, then ``main * gate + shortcut``.
 
 Binarized weights are stored only as bits (int32/int64 buffers holding uint32/uint64 words, 32-bit words
 for up to 32 channels; safetensors and ``state_dict`` carry them as they are) plus the per-output-channel
 alpha; the float latent weights are gone.
-Everything else (shortcut pooling, shortcut BN, the tiny weight-branch MLP on (B, C)) stays torch.
+The stride-2 shortcut's 2x2 pooling is a numba kernel too; the rest (shortcut BN, the tiny weight-branch MLP on
+(B, C)) stays torch.
 
 Maps between units are contiguous NCHW torch tensors sharing memory with the kernels' numpy arrays, so no
 transposes are needed from one unit to the next (channels_last inputs from torch layers are packed as they are).
