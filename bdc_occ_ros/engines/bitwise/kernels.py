@@ -171,14 +171,24 @@ def pack_signs_nhwc(x, scale, shift, masks, out):
 
 
 @njit(inline="always")
-def _taps3x3(xp, b, k, r0, c, w0, w1, w2, w3, w4, w5, w6, w7, w8):
-    """popcount(x XOR w) summed over the 9 taps whose top-left padded pixel is (r0, c)."""
-    return (
-        popcount(xp[b, k, r0, c] ^ w0) + popcount(xp[b, k, r0, c + 1] ^ w1) + popcount(xp[b, k, r0, c + 2] ^ w2)
-        + popcount(xp[b, k, r0 + 1, c] ^ w3) + popcount(xp[b, k, r0 + 1, c + 1] ^ w4)
-        + popcount(xp[b, k, r0 + 1, c + 2] ^ w5) + popcount(xp[b, k, r0 + 2, c] ^ w6)
-        + popcount(xp[b, k, r0 + 2, c + 1] ^ w7) + popcount(xp[b, k, r0 + 2, c + 2] ^ w8)
-    )  # fmt: skip
+def _xnor_row(xp, b, k, r0, stride, wo, wa, wb, acc_a, acc_b):
+    """Add popcount(x XOR w) over the 9 taps to ``acc_a``/``acc_b`` for one output row and two output channels
+    (weights ``wa``/``wb``: 9 words each) sharing every input load. r0: padded row of the taps' top row."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = wa[0], wa[1], wa[2], wa[3], wa[4], wa[5], wa[6], wa[7], wa[8]
+    b0, b1, b2, b3, b4, b5, b6, b7, b8 = wb[0], wb[1], wb[2], wb[3], wb[4], wb[5], wb[6], wb[7], wb[8]
+    for ox in range(wo):
+        c = ox * stride
+        x0, x1, x2 = xp[b, k, r0, c], xp[b, k, r0, c + 1], xp[b, k, r0, c + 2]
+        x3, x4, x5 = xp[b, k, r0 + 1, c], xp[b, k, r0 + 1, c + 1], xp[b, k, r0 + 1, c + 2]
+        x6, x7, x8 = xp[b, k, r0 + 2, c], xp[b, k, r0 + 2, c + 1], xp[b, k, r0 + 2, c + 2]
+        acc_a[ox] += np.int32(
+            popcount(x0 ^ a0) + popcount(x1 ^ a1) + popcount(x2 ^ a2) + popcount(x3 ^ a3) + popcount(x4 ^ a4)
+            + popcount(x5 ^ a5) + popcount(x6 ^ a6) + popcount(x7 ^ a7) + popcount(x8 ^ a8)
+        )  # fmt: skip
+        acc_b[ox] += np.int32(
+            popcount(x0 ^ b0) + popcount(x1 ^ b1) + popcount(x2 ^ b2) + popcount(x3 ^ b3) + popcount(x4 ^ b4)
+            + popcount(x5 ^ b5) + popcount(x6 ^ b6) + popcount(x7 ^ b7) + popcount(x8 ^ b8)
+        )  # fmt: skip
 
 
 @DualKernel
@@ -192,66 +202,68 @@ def binary_conv3x3(xp, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope,
     ``y = prelu(y + rp_gamma[o], rp_slope[o]) + rp_zeta[o]``, then ``y += residual`` when residual is non-empty
     (shape (B, Cout, Ho, Wo)). out: (B, Cout, Ho, Wo) float32.
 
-    One (image, output channel) per task; each output row is one loop along the row over the 9 taps (the
-    channel's weight words held in registers), then a few vectorised passes for the epilogue.
+    One (image, pair of output channels) per task: each output row is one loop along the row over the 9 taps,
+    both channels' weight words in registers and every input word loaded once for the two (measured 5-40 %
+    faster than one channel per task), then a few vectorised passes per channel for the epilogue.
     """
-    nb, nk, hp, wpad = xp.shape
+    nb, nk, hp, _ = xp.shape
     _, nco, ho, wo = out.shape
-    nh = hp - 2
-    nw = wpad - 2
+    nh, nw = hp - 2, xp.shape[3] - 2
     has_res = residual.shape[0] > 0
     right_padded = (wo - 1) * stride + 2 > nw
-    for bo in prange(nb * nco):
-        b = bo // nco
-        o = bo % nco
-        acc = np.empty(wo, np.int32)
-        m = mul[o]
-        a = add[o]
+    npair = (nco + 1) // 2
+    for bp in prange(nb * npair):
+        b = bp // npair
+        o0 = 2 * (bp % npair)
+        o1 = min(o0 + 1, nco - 1)  # an odd last channel is computed twice (same values)
+        acc0 = np.empty(wo, np.int32)
+        acc1 = np.empty(wo, np.int32)
         for oy in range(ho):
-            acc[:] = 0
+            acc0[:] = 0
+            acc1[:] = 0
             r0 = oy * stride
             for k in range(nk):
-                w0, w1, w2 = wq[o, k, 0], wq[o, k, 1], wq[o, k, 2]
-                w3, w4, w5 = wq[o, k, 3], wq[o, k, 4], wq[o, k, 5]
-                w6, w7, w8 = wq[o, k, 6], wq[o, k, 7], wq[o, k, 8]
                 if stride == 1:  # a literal stride keeps the loads contiguous (vectorised, no gathers)
-                    for ox in range(wo):
-                        acc[ox] += np.int32(_taps3x3(xp, b, k, r0, ox, w0, w1, w2, w3, w4, w5, w6, w7, w8))
+                    _xnor_row(xp, b, k, r0, 1, wo, wq[o0, k], wq[o1, k], acc0, acc1)
                 else:
-                    for ox in range(wo):
-                        acc[ox] += np.int32(_taps3x3(xp, b, k, r0, 2 * ox, w0, w1, w2, w3, w4, w5, w6, w7, w8))
+                    _xnor_row(xp, b, k, r0, 2, wo, wq[o0, k], wq[o1, k], acc0, acc1)
             # Remove what the padded taps added: the top/bottom tap rows for the whole row, the left/right tap
             # columns (of the rows not already removed) for the first/last pixel.
             top = r0 == 0
             bottom = r0 + 2 > nh
-            base = 9 * cin
-            if top:
-                base -= pad_share[o, 0] + pad_share[o, 1] + pad_share[o, 2]
-            if bottom:
-                base -= pad_share[o, 6] + pad_share[o, 7] + pad_share[o, 8]
-            for ox in range(wo):
-                out[b, o, oy, ox] = m * np.float32(base - 2 * acc[ox]) + a
-            left = pad_share[o, 3] + (0 if top else pad_share[o, 0]) + (0 if bottom else pad_share[o, 6])
-            right = 0
-            if right_padded:
-                right = pad_share[o, 5] + (0 if top else pad_share[o, 2]) + (0 if bottom else pad_share[o, 8])
-            if wo == 1:
-                out[b, o, oy, 0] = m * np.float32(base - left - right - 2 * acc[0]) + a
-            else:
-                out[b, o, oy, 0] = m * np.float32(base - left - 2 * acc[0]) + a
-                out[b, o, oy, wo - 1] = m * np.float32(base - right - 2 * acc[wo - 1]) + a
-            if use_rprelu:
-                g = rp_gamma[o]
-                s = rp_slope[o]
-                z = rp_zeta[o]
+            for pair in range(2):
+                o = o0 if pair == 0 else o1
+                acc = acc0 if pair == 0 else acc1
+                m = mul[o]
+                a = add[o]
+                base = 9 * cin
+                if top:
+                    base -= pad_share[o, 0] + pad_share[o, 1] + pad_share[o, 2]
+                if bottom:
+                    base -= pad_share[o, 6] + pad_share[o, 7] + pad_share[o, 8]
                 for ox in range(wo):
-                    v = out[b, o, oy, ox] + g
-                    # max + slope*min: branch-free (vectorises) and exact (one of the two terms is 0)
-                    v = max(v, np.float32(0.0)) + s * min(v, np.float32(0.0))
-                    out[b, o, oy, ox] = v + z
-            if has_res:
-                for ox in range(wo):
-                    out[b, o, oy, ox] += residual[b, o, oy, ox]
+                    out[b, o, oy, ox] = m * np.float32(base - 2 * acc[ox]) + a
+                left = pad_share[o, 3] + (0 if top else pad_share[o, 0]) + (0 if bottom else pad_share[o, 6])
+                right = 0
+                if right_padded:
+                    right = pad_share[o, 5] + (0 if top else pad_share[o, 2]) + (0 if bottom else pad_share[o, 8])
+                if wo == 1:
+                    out[b, o, oy, 0] = m * np.float32(base - left - right - 2 * acc[0]) + a
+                else:
+                    out[b, o, oy, 0] = m * np.float32(base - left - 2 * acc[0]) + a
+                    out[b, o, oy, wo - 1] = m * np.float32(base - right - 2 * acc[wo - 1]) + a
+                if use_rprelu:
+                    g = rp_gamma[o]
+                    s = rp_slope[o]
+                    z = rp_zeta[o]
+                    for ox in range(wo):
+                        v = out[b, o, oy, ox] + g
+                        # max + slope*min: branch-free (vectorises) and exact (one of the two terms is 0)
+                        v = max(v, np.float32(0.0)) + s * min(v, np.float32(0.0))
+                        out[b, o, oy, ox] = v + z
+                if has_res:
+                    for ox in range(wo):
+                        out[b, o, oy, ox] += residual[b, o, oy, ox]
 
 
 @DualKernel
