@@ -5,11 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BDC=.venv/bin/bdc-occ
-STEPS=${STEPS:-150}
+STEPS=${STEPS:-500}
 DATA=${DATA:-data/synth_train}
 HELDOUT=${HELDOUT:-data/synth_heldout}
 OUT=${OUT:-runs/ablation}
-GUARD_MIN=${GUARD_MIN:-30}  # safety stop per run; the budget is STEPS (equal for every unit)
+GUARD_MIN=${GUARD_MIN:-120}  # safety stop per run; the budget is STEPS (equal for every unit)
 export OMP_NUM_THREADS=1   # 1 thread: on a shared 2-core machine 2 threads were 4-10x slower per step
 declare -A CONFIGS=(
   [fp]=config/models/flashocc_edge.yaml
