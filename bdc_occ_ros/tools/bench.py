@@ -136,15 +136,15 @@ def _time_xnor3x3(shape: tuple[int, ...], cout: int, stride: int, repeats: int) 
     from torch.nn import functional as F
 
     from bdc_occ_ros.engines.bitwise import kernels
-    from bdc_occ_ros.engines.bitwise.layers import Epilogue, PackedConv3x3, pack_activation, signed_words
+    from bdc_occ_ros.engines.bitwise.layers import Epilogue, PackedConv3x3, pack_activation
+    from bdc_occ_ros.model.binary import BinaryConv2d
 
     b, cin, h, w = shape
     x = torch.randn(shape)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    weight = torch.randn(cout, cin, 3, 3)
-    conv = PackedConv3x3(cin, cout, stride)
-    conv.bits.copy_(signed_words(kernels.pack_weights3x3((weight >= 0).numpy())))
-    conv.prepare()
+    binary = BinaryConv2d(cin, cout, 3, stride=stride, padding=1)
+    weight = binary.weight.detach()
+    conv = PackedConv3x3.from_conv(binary)
     ones, zeros = np.ones(cin, np.float32), np.zeros(cin, np.float32)
     ch = np.ones(cout, np.float32)
     epi = Epilogue(ch, ch * 0, ch * 0, ch * 0.25, ch * 0)  # alpha/BN fold + RPReLU, as in a unit
@@ -176,16 +176,15 @@ def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int, branch: boo
     from torch.nn import functional as F
 
     from bdc_occ_ros.engines.bitwise import kernels
-    from bdc_occ_ros.engines.bitwise.layers import PackedPointwise, signed_words
+    from bdc_occ_ros.engines.bitwise.layers import PackedPointwise
+    from bdc_occ_ros.model.binary import BinaryConv2d
 
     cin = shape[1]
     x = torch.randn(shape)
-    weight = torch.randn(cout, cin, 1, 1)
-    pw = PackedPointwise(cin, cout)
-    pos = (weight[:, :, 0, 0] >= 0).numpy()
-    pw.bits.copy_(signed_words(kernels.pack_bits_axis1(pos[None].transpose(0, 2, 1))[0]))
-    pw.alpha.fill_(1.0)
-    pw.prepare()
+    binary = BinaryConv2d(cin, cout, 1)
+    weight = binary.weight.detach()
+    pw = PackedPointwise.from_conv(binary)
+    pos = (pw.sign > 0).numpy().T  # (Cin, Cout): the multiply-free kernel's layout
     x3d = np.ascontiguousarray(x.reshape(x.shape[0], cin, -1).numpy())
     x2d = x.permute(0, 2, 3, 1).reshape(-1, cin).contiguous()
     out = np.empty((x2d.shape[0], cout), np.float32)
@@ -193,7 +192,7 @@ def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int, branch: boo
     t = _median_ms({
         "torch": lambda: F.conv2d(x, weight),
         "bitwise": (lambda: pw(x)) if branch else (lambda: pw.matmul(x3d)),
-        "numba": lambda: kernels.binary_weight_conv1x1(x2d.numpy(), np.ascontiguousarray(pos.T), alpha, out),
+        "numba": lambda: kernels.binary_weight_conv1x1(x2d.numpy(), np.ascontiguousarray(pos), alpha, out),
     }, repeats, LAYER_MIN_SECONDS, settle=True)  # fmt: skip
     return {"torch_ms": t["torch"], "bitwise_ms": t["bitwise"], "speedup": t["torch"] / t["bitwise"],
             "numba_add_only_ms": t["numba"]}  # fmt: skip
