@@ -143,3 +143,37 @@ def test_affine_rprelu_equals_torch() -> None:
     got = y.numpy().copy()
     kernels.affine_rprelu(got, mul.numpy(), add.numpy(), gamma.numpy(), slope.numpy(), zeta.numpy())
     assert torch.equal(torch.from_numpy(got), ref)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 1), (1, 1, 1, 7), (1, 4, 6, 1)])
+def test_upsample2x_bilinear_equals_torch(shape: tuple[int, ...]) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
+    ref = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+    out = np.empty(ref.shape, np.float32)
+    kernels.upsample2x_bilinear(x.numpy(), out)
+    # torch may contract a product and a sum into an FMA: equal up to the last bit
+    torch.testing.assert_close(torch.from_numpy(out), ref, rtol=2e-7, atol=2e-7 * float(x.abs().max()))
+
+
+@pytest.mark.parametrize(("identity", "extra", "act"), [(True, False, False), (True, True, True), (False, True, False)])
+def test_unit_output_fuses_block_ops(identity: bool, extra: bool, act: bool) -> None:
+    g = torch.Generator().manual_seed(9)
+    y, res, other = (torch.randn(2, 4, 30, generator=g) for _ in range(3))
+    gate = torch.rand(2, 4, generator=g)
+    gamma, slope, zeta = (torch.randn(4, generator=g) for _ in range(3))
+    ref = y * gate[:, :, None]
+    if identity:
+        ref = ref + res
+    if extra:
+        ref = (ref + other) * 0.5
+    if act:
+        v = ref + gamma[:, None]
+        ref = torch.where(v > 0, v, v * slope[:, None]) + zeta[:, None]
+    empty1, empty3 = np.empty(0, np.float32), np.empty((0, 0, 0), np.float32)
+    out = np.empty(y.shape, np.float32)
+    kernels.unit_output(
+        y.numpy(), gate.numpy(), res.numpy() if identity else empty3, other.numpy() if extra else empty3,
+        np.float32(0.5 if extra else 1.0), *((gamma.numpy(), slope.numpy(), zeta.numpy()) if act else (empty1,) * 3),
+        out,
+    )  # fmt: skip
+    assert torch.equal(torch.from_numpy(out), ref)

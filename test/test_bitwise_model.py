@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
@@ -10,12 +11,22 @@ import torch
 
 from bdc_occ_ros.config import ModelConfig, UnitVariant, load_model_config
 from bdc_occ_ros.engines import create_engine
+from bdc_occ_ros.engines.bitwise.blocks import PACKED_BLOCKS
 from bdc_occ_ros.engines.bitwise.convert import BitwiseModel, pack_model, weight_bytes
 from bdc_occ_ros.engines.bitwise.layers import PackedUnit
 from bdc_occ_ros.geometry import NUSCENES_CAMERAS, RigCalibration
 from bdc_occ_ros.model.inputs import CameraGeometry, geometry_from_calibration
 from bdc_occ_ros.model.network import build_model
-from bdc_occ_ros.model.units import make_unit
+from bdc_occ_ros.model.units import (
+    BDCUnitV1,
+    BinaryBasicBlock,
+    BinaryDownsampleBlock,
+    BiSRConv,
+    Down,
+    FusionDecrease,
+    Up,
+    make_unit,
+)
 from bdc_occ_ros.preprocess import test_time_aug as _test_time_aug
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +61,46 @@ def test_packed_unit_equals_torch_unit(variant: UnitVariant, cin: int, cout: int
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
     # channels_last input takes the other pack kernel and must give the same result
     assert torch.equal(packed(x.contiguous(memory_format=torch.channels_last)), got)
+
+
+def _blocks(variant: UnitVariant) -> dict[str, tuple[torch.nn.Module, int]]:
+    """name -> (float block, input channels) for every block type the packed model replaces."""
+    strided = make_unit(variant, 4, 8, 2, with_bn=False)
+    return {
+        "up": (Up(8, variant, True), 8),
+        "down": (Down(4, variant, True), 4),
+        "fusion_decrease": (FusionDecrease(16, variant, True), 16),
+        "basic": (BinaryBasicBlock(6, 6, variant, 1, True), 6),
+        "basic_strided": (BinaryBasicBlock(4, 8, variant, 2, True, strided), 4),
+        "downsample": (BinaryDownsampleBlock(4, variant, True), 4),
+    }
+
+
+@pytest.mark.parametrize("batch", [1, 2])  # B = 2: the units' halves of Up/Down outputs are not contiguous
+@pytest.mark.parametrize("variant", [UnitVariant.BISR, UnitVariant.BDC_V3])
+@pytest.mark.parametrize("name", list(_blocks(UnitVariant.BDC_V3)))
+def test_packed_block_equals_torch_block(name: str, variant: UnitVariant, batch: int) -> None:
+    block, cin = _blocks(variant)[name]
+    block.eval()
+    _randomize(block, len(name))
+    x = torch.randn(batch, cin, 10, 6, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = block(x)
+    packed = PACKED_BLOCKS[type(block)](block)
+    got = packed(x)
+    assert got.shape == ref.shape and got.is_contiguous()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+    # Same state dict keys as the block with only its units packed: packed files keep their layout.
+    assert packed.state_dict().keys() == _units_packed(copy.deepcopy(block)).state_dict().keys()
+
+
+def _units_packed(module: torch.nn.Module) -> torch.nn.Module:
+    for name, child in module.named_children():
+        if isinstance(child, BiSRConv | BDCUnitV1):
+            setattr(module, name, PackedUnit.from_unit(child))
+        else:
+            _units_packed(child)
+    return module
 
 
 def _tiny_cfg() -> ModelConfig:

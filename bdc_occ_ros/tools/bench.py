@@ -76,10 +76,15 @@ def _median_ms(
     return {key: statistics.median(v) for key, v in times.items()}
 
 
+def _blas_entry(lib: dict[str, Any]) -> dict[str, Any]:
+    return {k: lib.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "filepath")}
+
+
 def _machine() -> dict[str, Any]:
     import llvmlite.binding as llvm
     import numba
     import torch
+    from threadpoolctl import threadpool_info
 
     model = platform.processor()
     try:
@@ -98,6 +103,7 @@ def _machine() -> dict[str, Any]:
         "host_cpu_llvm": llvm.get_host_cpu_name(),
         "torch": torch.__version__,
         "numba": numba.__version__,
+        "blas": [_blas_entry(lib) for lib in threadpool_info() if lib.get("user_api") == "blas"],
         "loadavg_start": list(os.getloadavg()),
     }
 
@@ -318,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bdc_occ_ros.config import UnitVariant, load_model_config
     from bdc_occ_ros.engines.bitwise.convert import pack_model, weight_bytes
-    from bdc_occ_ros.engines.bitwise.engine import set_numba_threads
+    from bdc_occ_ros.engines.bitwise.engine import set_kernel_threads
     from bdc_occ_ros.engines.bitwise.packed_file import save_packed
     from bdc_occ_ros.model.checkpoint import load_checkpoint, load_model, save_checkpoint
     from bdc_occ_ros.model.network import build_model
@@ -328,13 +334,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    numba_threads = set_numba_threads(args.threads)
+    kernel_threads = set_kernel_threads(args.threads)
     cfg = load_model_config(args.config)
     if not cfg.binary:
         raise ValueError(f"--config {args.config}: unit is fp; give the binarized model (its FP twin is derived)")
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
     report: dict[str, Any] = {"machine": _machine(), "config": str(args.config), "repeats": args.repeats}
-    report["machine"]["numba_threads"] = numba_threads
+    report["machine"]["numba_threads"] = kernel_threads
 
     with tempfile.TemporaryDirectory(prefix="bdc_bench_") as tmp:
         if checkpoint is not None:
@@ -397,7 +403,7 @@ def run(args: argparse.Namespace) -> int:
             "float_checkpoint": checkpoint.stat().st_size,
         }
 
-    peak = _popcount(numba_threads)
+    peak = _popcount(kernel_threads)
     best = max(r["binary_gmacs_per_s"] for r in report["layers"] if r["kind"] == "xnor3x3")
     report["popcount"] = {**peak, "best_layer_binary_gmacs_per_s": best,
                           "best_layer_fraction_of_limit": best / peak["binary_gmacs_per_s"]}  # fmt: skip

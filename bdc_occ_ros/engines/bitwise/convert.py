@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bdc_occ_ros.engines.bitwise.blocks import PACKED_BLOCKS
 from bdc_occ_ros.engines.bitwise.layers import PackedConv3x3, PackedPointwise, PackedUnit
 from bdc_occ_ros.model.binary import BinaryConv2d
 from bdc_occ_ros.model.inputs import CameraGeometry
@@ -43,7 +44,8 @@ class BitwiseModel(nn.Module):
 
 
 def pack_model(model: OccupancyNetwork) -> BitwiseModel:
-    """Copy ``model`` (eval mode) with every BiSR-Conv / BDC-V1/V2/V3 unit replaced by a packed unit.
+    """Copy ``model`` (eval mode) with every BiSR-Conv / BDC-V1/V2/V3 unit replaced by a packed unit and every
+    block of units (Up, Down, FusionDecrease, basic/downsample blocks) by its packed counterpart.
 
     The input model is not modified. Raises ValueError when a binarized conv is left outside a unit
     (it would run as a float conv and the packed model would silently not be binary there).
@@ -58,7 +60,9 @@ def pack_model(model: OccupancyNetwork) -> BitwiseModel:
 
 def _replace_units(module: nn.Module) -> None:
     for name, child in module.named_children():
-        if isinstance(child, BiSRConv | BDCUnitV1):
+        if type(child) in PACKED_BLOCKS:
+            setattr(module, name, PACKED_BLOCKS[type(child)](child.eval()))
+        elif isinstance(child, BiSRConv | BDCUnitV1):
             setattr(module, name, PackedUnit.from_unit(child.eval()))
         else:
             _replace_units(child)
@@ -87,9 +91,7 @@ def weight_bytes(float_model: OccupancyNetwork, packed: BitwiseModel) -> WeightB
             for t in (m.bits, m.alpha):
                 binarized_packed += t.numel() * t.element_size()
                 packed_ids.add(id(t))
-    other = sum(
-        t.numel() * t.element_size() for t in packed.state_dict().values() if id(t) not in packed_ids
-    )
+    other = sum(t.numel() * t.element_size() for t in packed.state_dict().values() if id(t) not in packed_ids)
     return WeightBytes(binarized_float, binarized_packed, other)
 
 

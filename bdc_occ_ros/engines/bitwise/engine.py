@@ -13,18 +13,21 @@ from bdc_occ_ros.engines.errors import EngineUnavailable
 from bdc_occ_ros.model.inputs import CameraGeometry
 
 
-def set_numba_threads(n: int | None = None) -> int:
-    """Use ``n`` numba threads (default: torch's intra-op thread count), capped by NUMBA_NUM_THREADS."""
+def set_kernel_threads(n: int | None = None) -> int:
+    """Use ``n`` threads (default: torch's intra-op thread count, capped by NUMBA_NUM_THREADS) for the numba
+    kernels and for numpy's BLAS, which runs the packed units' 1x1 GEMMs; returns n."""
     import numba
+    from threadpoolctl import threadpool_limits
 
     n = min(n or torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(n)
+    threadpool_limits(limits=n, user_api="blas")  # process-wide; torch's own MKL/OpenMP pools are not affected
     return n
 
 
 class BitwiseEngine:
     """XNOR-popcount engine. ``checkpoint``: a packed file (``bdc-occ bench``/:func:`save_packed`), a float
-    checkpoint (packed on load) or None (random init). CPU only; numba threads follow torch's thread count."""
+    checkpoint (packed on load) or None (random init). CPU only; numba and BLAS threads follow torch's thread count."""
 
     name = "bitwise"
 
@@ -41,7 +44,7 @@ class BitwiseEngine:
         from bdc_occ_ros.engines.bitwise.layers import warm_up
         from bdc_occ_ros.engines.bitwise.packed_file import is_packed_file, load_packed
 
-        self.numba_threads = set_numba_threads()
+        self.threads = set_kernel_threads()
         if checkpoint is not None and is_packed_file(checkpoint):
             self.model, _ = load_packed(checkpoint)
             if self.model.cfg.to_dict() != cfg.to_dict():

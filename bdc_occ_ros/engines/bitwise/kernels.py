@@ -308,18 +308,70 @@ def affine_rprelu(y, mul, add, rp_gamma, rp_slope, rp_zeta):
 
 
 @DualKernel
-def scale_add(y, gate, identity, out):
-    """``out = y * gate + identity`` with a per-image, per-channel gate (the BDC weight branch + residual).
+def unit_output(y, gate, identity, extra, scale, rp_gamma, rp_slope, rp_zeta, out):
+    """A unit's last pass, with what the block around it does next fused in:
+    ``out = act((y * gate + identity + extra) * scale)``.
 
-    y, identity, out: (B, C, P) float32; gate: (B, C) float32.
+    y, out: (B, C, P) float32; gate: (B, C) (the BDC weight branch; ones without it); identity, extra: (B, C, P)
+    or empty (skipped): the unit's residual, then a map the block adds (the other half of a FusionDecrease, a
+    basic block's shortcut); scale: the block's factor (0.5 in FusionDecrease, else 1);
+    act: the block's RPReLU with rp_* (C,), or none when they are empty. Operations in torch's order.
     """
     nb, nc, npix = y.shape
+    has_identity = identity.shape[0] > 0
+    has_extra = extra.shape[0] > 0
+    has_act = rp_gamma.shape[0] > 0
+    scaled = scale != 1
+    zero = np.float32(0.0)
     for bc in prange(nb * nc):
         b = bc // nc
         c = bc % nc
         g = gate[b, c]
-        for p in range(npix):
-            out[b, c, p] = y[b, c, p] * g + identity[b, c, p]
+        rg, rs, rz = (rp_gamma[c], rp_slope[c], rp_zeta[c]) if has_act else (zero, zero, zero)
+        for p in range(npix):  # one pass; the flags are loop-invariant, so LLVM unswitches the loop
+            v = y[b, c, p] * g
+            if has_identity:
+                v = v + identity[b, c, p]
+            if has_extra:
+                v = (v + extra[b, c, p]) * scale
+            elif scaled:
+                v = v * scale
+            if has_act:
+                v = v + rg
+                v = max(v, zero) + rs * min(v, zero)
+                v = v + rz
+            out[b, c, p] = v
+
+
+@DualKernel
+def upsample2x_bilinear(x, out):
+    """Bilinear x2 upsampling as ``F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)``:
+    x (B, C, H, W) float32 -> out (B, C, 2H, 2W). With a factor of 2 every source coordinate is
+    ``i -+ 0.25`` (clamped at the border), so the weights are the exact constants 0.25/0.75 (or 1/0); each
+    image row is interpolated along W once, then pairs of those rows are blended."""
+    nb, nc, h, w = x.shape
+    q1 = np.float32(0.25)
+    q3 = np.float32(0.75)
+    for bc in prange(nb * nc):
+        b = bc // nc
+        c = bc % nc
+        rows = np.empty((h, 2 * w), np.float32)
+        for i in range(h):
+            rows[i, 0] = x[b, c, i, 0]
+            for j in range(1, w):
+                rows[i, 2 * j] = q1 * x[b, c, i, j - 1] + q3 * x[b, c, i, j]
+            for j in range(w - 1):
+                rows[i, 2 * j + 1] = q3 * x[b, c, i, j] + q1 * x[b, c, i, j + 1]
+            rows[i, 2 * w - 1] = q3 * x[b, c, i, w - 1] + q1 * x[b, c, i, w - 1]
+        out[b, c, 0, :] = rows[0]
+        for i in range(1, h):
+            for j in range(2 * w):
+                out[b, c, 2 * i, j] = q1 * rows[i - 1, j] + q3 * rows[i, j]
+        for i in range(h - 1):
+            for j in range(2 * w):
+                out[b, c, 2 * i + 1, j] = q3 * rows[i, j] + q1 * rows[i + 1, j]
+        for j in range(2 * w):
+            out[b, c, 2 * h - 1, j] = q3 * rows[h - 1, j] + q1 * rows[h - 1, j]
 
 
 @DualKernel

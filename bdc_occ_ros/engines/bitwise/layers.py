@@ -19,12 +19,11 @@ transposes are needed from one unit to the next (channels_last inputs from torch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bdc_occ_ros.engines.bitwise import kernels
 from bdc_occ_ros.model.binary import BinaryConv2d, RPReLU
@@ -32,6 +31,7 @@ from bdc_occ_ros.model.units import BDCUnitV1, BiSRConv, ChannelReweight
 
 _MASKS = {dtype: kernels.bit_masks(dtype) for dtype in (np.uint32, np.uint64)}
 _EMPTY1 = np.empty(0, np.float32)
+_EMPTY3 = np.empty((0, 0, 0), np.float32)
 _EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 
 
@@ -51,11 +51,22 @@ def signed_words(words: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(words.view(f"i{words.itemsize}"))
 
 
+def empty32(*shape: int) -> np.ndarray:
+    """Uninitialised float32 array in torch's 64-byte aligned memory: numpy's 16-byte aligned buffers made the
+    torch GEMMs that read the maps downstream up to 20 % slower (measured)."""
+    return torch.empty(shape).numpy()
+
+
 def _np32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().reshape(-1).to(torch.float32).numpy())
 
 
-def _nchw(x: torch.Tensor) -> np.ndarray:
+def _flat(x: np.ndarray) -> np.ndarray:
+    """(B, C, ...) -> (B, C, P) view (an empty map stays empty)."""
+    return x.reshape(x.shape[0], x.shape[1], -1) if x.size else _EMPTY3
+
+
+def nchw(x: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) tensor -> C-contiguous float32 array (no copy when it already is one)."""
     return np.ascontiguousarray(x.detach().to(torch.float32).numpy())
 
@@ -70,7 +81,7 @@ def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, _MASKS[dtype], out)
     else:
-        kernels.pack_signs_nchw(_nchw(x), scale, shift, _MASKS[dtype], out)
+        kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[dtype], out)
     return out
 
 
@@ -100,9 +111,25 @@ class Epilogue:
             raise TypeError(f"unsupported norm in a binarized unit: {type(norm).__name__}")
         if act is None:
             return cls(_np32(mul), _np32(add), _EMPTY1, _EMPTY1, _EMPTY1)
-        return cls(
-            _np32(mul), _np32(add), _np32(act.pr_bias0.bias), _np32(act.pr_prelu.weight), _np32(act.pr_bias1.bias)
-        )
+        return cls(_np32(mul), _np32(add), *rprelu_vectors(act))
+
+
+def rprelu_vectors(act: RPReLU) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(gamma, slope, zeta) of ``prelu(x + gamma, slope) + zeta``, each (C,) float32."""
+    return _np32(act.pr_bias0.bias), _np32(act.pr_prelu.weight), _np32(act.pr_bias1.bias)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockOps:
+    """What the block around a unit does to the unit's output, fused into its last pass:
+    ``act((unit + extra) * scale)``. extra: (B, Cout, Ho, Wo) or empty; act: :func:`rprelu_vectors` or empties."""
+
+    extra: np.ndarray = field(default_factory=lambda: _EMPTY4)
+    scale: float = 1.0
+    act: tuple[np.ndarray, np.ndarray, np.ndarray] = (_EMPTY1, _EMPTY1, _EMPTY1)
+
+
+NO_OPS = BlockOps()
 
 
 class PackedConv3x3(nn.Module):
@@ -131,11 +158,15 @@ class PackedConv3x3(nn.Module):
         """Derive the kernel's weight layout from ``bits`` (after construction or load_state_dict)."""
         self.wq, self.pad_share = kernels.conv_weights(_as_words(self.bits), self.cin)
 
-    def run(self, xp: np.ndarray, epi: Epilogue, residual: np.ndarray = _EMPTY4) -> np.ndarray:
-        """xp (B, K, H + 2, W + 2) packed input -> (B, Cout, Ho, Wo) float32 after the epilogue (+ residual)."""
+    def run(
+        self, xp: np.ndarray, epi: Epilogue, residual: np.ndarray = _EMPTY4, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """xp (B, K, H + 2, W + 2) packed input -> (B, Cout, Ho, Wo) float32 after the epilogue (+ residual),
+        into ``out`` when given (C-contiguous)."""
         b, _, hp, wp = xp.shape
         ho, wo = kernels.conv_out_size(hp - 2, self.stride), kernels.conv_out_size(wp - 2, self.stride)
-        out = np.empty((b, self.cout, ho, wo), np.float32)
+        if out is None:
+            out = empty32(b, self.cout, ho, wo)
         kernels.binary_conv3x3(
             xp, self.wq, self.pad_share, self.cin, self.stride, epi.mul, epi.add,
             epi.rp_gamma, epi.rp_slope, epi.rp_zeta, epi.rp_gamma.size > 0, residual, out,
@@ -174,26 +205,52 @@ class PackedPointwise(nn.Module):
         self.sign = torch.from_numpy(np.where(pos, np.float32(1.0), np.float32(-1.0)))
 
     def matmul(self, x: np.ndarray) -> np.ndarray:
-        """(B, Cin, P) float32 -> (B, Cout, P) float32 = sign @ x (alpha is applied by the caller's epilogue)."""
-        xt = torch.from_numpy(x)
-        out = torch.empty(x.shape[0], self.cout, x.shape[2])
-        for b in range(x.shape[0]):  # one GEMM per image: faster than matmul's broadcast of sign (measured)
-            torch.mm(self.sign, xt[b], out=out[b])
-        return out.numpy()
+        """(B, Cin, P) float32 -> (B, Cout, P) float32 = sign @ x (alpha is applied by the caller's epilogue).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, Cin, H, W) -> (B, Cout, H, W) = alpha * conv1x1(x, sign) (used on the (B, C, 1, 1) branch)."""
-        y = F.linear(x.permute(0, 2, 3, 1), self.sign).permute(0, 3, 1, 2)  # a GEMM, cheaper than einsum
-        return y * self.alpha.view(1, -1, 1, 1)
+        numpy's BLAS (OpenBLAS, with Zen 4 kernels) ran these shapes 1.4x faster than torch's MKL here (measured
+        in the network: 28 vs 39 ms per frame); its threads are set by ``set_kernel_threads``."""
+        out = empty32(x.shape[0], self.cout, x.shape[2])
+        sign = self.sign.numpy()
+        for b in range(x.shape[0]):  # one GEMM per image: faster than a broadcast matmul (measured)
+            np.matmul(sign, x[b], out=out[b])
+        return out
 
 
 def _pack_reweight(branch: ChannelReweight) -> ChannelReweight:
-    # The branch runs on (B, C, 1, 1): keep it torch, only its two 1x1 convs are stored as bits.
+    # Same module tree (state dict keys), its two 1x1 convs stored as bits; run by ChannelGate.
     fc = branch.fc
     for i, layer in enumerate(fc):
         if isinstance(layer, BinaryConv2d):
             fc[i] = PackedPointwise.from_conv(layer)
     return branch
+
+
+@dataclass
+class ChannelGate:
+    """The BDC-V3 weight branch on the channel means, in numpy: ``sigmoid(a2 * (S2 @ rprelu(a1 * (S1 @ gap))))``
+    (S: +-1 matrices, a: alphas). A few vector ops instead of a dozen torch module calls: the branch's
+    Python overhead was most of a small unit's time (measured 80 of 165 us)."""
+
+    sign1: np.ndarray
+    alpha1: np.ndarray
+    act: tuple[np.ndarray, np.ndarray, np.ndarray]
+    sign2: np.ndarray
+    alpha2: np.ndarray
+
+    @classmethod
+    def from_branch(cls, branch: ChannelReweight) -> ChannelGate:
+        first, act, second, _ = branch.fc  # PackedPointwise, RPReLU, PackedPointwise, Sigmoid
+        alphas = _np32(first.alpha), _np32(second.alpha)
+        return cls(first.sign.numpy(), alphas[0], rprelu_vectors(act), second.sign.numpy(), alphas[1])
+
+    def __call__(self, gap: np.ndarray) -> np.ndarray:
+        """gap (B, C) float32 -> gate (B, C) float32."""
+        gamma, slope, zeta = self.act
+        h = (gap @ self.sign1.T) * self.alpha1 + gamma
+        h = np.maximum(h, 0) + slope * np.minimum(h, 0) + zeta
+        h = (h @ self.sign2.T) * self.alpha2
+        with np.errstate(over="ignore"):  # exp(-h) = inf for h << 0 gives the right gate, 0
+            return 1 / (1 + np.exp(-h))
 
 
 class PackedUnit(nn.Module):
@@ -234,42 +291,59 @@ class PackedUnit(nn.Module):
         self.conv3.prepare()
         for pw in self.pointwise:
             pw.prepare()
+        self.channel_gate = None
         if self.se_block is not None:
             for layer in self.se_block.fc:
                 if isinstance(layer, PackedPointwise):
                     layer.prepare()
+            self.channel_gate = ChannelGate.from_branch(self.se_block)
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         """Same as the float unit's shortcut: avgpool2 (stride 2), channel duplication, ``bn_fp``."""
         if self.stride == 2:  # numba kernel: same values as torch's avg_pool2d, 18x faster here (measured)
             b, c, h, w = x.shape
-            pooled = np.empty((b, c, h // 2, w // 2), np.float32)
-            kernels.avg_pool2x2(_nchw(x), pooled)
+            pooled = empty32(b, c, h // 2, w // 2)
+            kernels.avg_pool2x2(nchw(x), pooled)
             x = torch.from_numpy(pooled)
         if self.out_channels == 2 * self.in_channels:
             x = torch.cat([x, x], dim=1)
         return self.bn_fp(x)
 
-    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = _nchw(self.shortcut(x))  # (B, Cout, Ho, Wo)
+        return torch.from_numpy(self.run(x))
+
+    def run(self, x: torch.Tensor, out: np.ndarray | None = None, post: BlockOps = NO_OPS) -> np.ndarray:
+        """x (B, Cin, H, W) -> (B, Cout, Ho, Wo) float32 array, written into ``out`` when given (C-contiguous,
+        e.g. a channel slice of the block's output when B = 1), with the block's ``post`` ops fused in."""
+        identity = nchw(self.shortcut(x))  # (B, Cout, Ho, Wo)
+        if out is None:
+            out = empty32(*identity.shape)
+        elif not out.flags.c_contiguous:
+            raise ValueError("PackedUnit.run: out must be C-contiguous (a channel slice is only for B = 1)")
         xp = pack_activation(x, self.pack_scale, self.pack_shift)
         if self.bisr:  # RPReLU(conv3x3) + shortcut, all in the conv epilogue
-            return torch.from_numpy(self.conv3.run(xp, self.epilogues[0], identity))
-        y = self.conv3.run(xp, self.epilogues[0])  # (B, Cin, Ho, Wo)
-        b, _, ho, wo = y.shape
-        y = y.reshape(b, -1, ho * wo)
-        for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
-            y = pw.matmul(y)
-            kernels.affine_rprelu(y, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope, epi.rp_zeta)
-        if self.se_block is None:
-            gate = np.ones((b, self.out_channels), np.float32)
+            if post is NO_OPS:
+                return self.conv3.run(xp, self.epilogues[0], identity, out)
+            y = self.conv3.run(xp, self.epilogues[0], identity)
+            gate, identity = np.ones(y.shape[:2], np.float32), _EMPTY4  # the residual is in y already
         else:
-            gap = torch.from_numpy(y).mean(dim=2)  # (B, C): the branch's global average pool
-            gate = _np32(self.se_block.fc(gap[:, :, None, None])).reshape(b, self.out_channels)
-        out = np.empty((b, self.out_channels, ho * wo), np.float32)
-        kernels.scale_add(y, gate, identity.reshape(b, self.out_channels, ho * wo), out)
-        return torch.from_numpy(out.reshape(b, self.out_channels, ho, wo))
+            y = self.conv3.run(xp, self.epilogues[0])  # (B, Cin, Ho, Wo)
+            b, _, ho, wo = y.shape
+            y = y.reshape(b, -1, ho * wo)
+            for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
+                y = pw.matmul(y)
+                kernels.affine_rprelu(y, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope, epi.rp_zeta)
+            gate = self.gate(y)
+        kernels.unit_output(
+            _flat(y), gate, _flat(identity), _flat(post.extra), np.float32(post.scale), *post.act, _flat(out)
+        )
+        return out
+
+    def gate(self, y: np.ndarray) -> np.ndarray:
+        """The weight branch on y (B, C, P) -> (B, C) per-channel gate (ones without a branch)."""
+        if self.channel_gate is None:
+            return np.ones(y.shape[:2], np.float32)
+        return self.channel_gate(y.mean(axis=2))  # the branch's global average pool, then its two 1x1 convs
 
 
 def warm_up() -> None:
