@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from bdc_occ_ros.engines.allocator import retain_freed_memory
 from bdc_occ_ros.engines.errors import EngineUnavailable
 
 if TYPE_CHECKING:
@@ -56,10 +57,14 @@ def create_engine(
     """Build engine ``name`` for the model ``cfg`` with weights from ``checkpoint`` (None: random init).
 
     With ``fallback`` an unavailable back end (EngineUnavailable) degrades to the torch engine with a
-    warning; bad names and bad checkpoints always raise.
+    warning; bad names and bad checkpoints always raise. Sets the process allocator policy of
+    :func:`~bdc_occ_ros.engines.allocator.retain_freed_memory` (freed feature maps are reused, not faulted in
+    again every frame).
     """
     if name not in ENGINE_NAMES:
         raise ValueError(f"engine: unknown engine {name!r}; allowed: {', '.join(ENGINE_NAMES)}")
+    if not retain_freed_memory():
+        _log.debug("allocator policy not set (not glibc): freed feature maps go back to the OS")
     try:
         return _build(name, cfg, checkpoint, device)
     except EngineUnavailable as exc:

@@ -176,7 +176,7 @@ def _time_xnor3x3(shape: tuple[int, ...], cout: int, stride: int, repeats: int) 
 
 def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int, branch: bool) -> dict[str, float]:
     """Binary-weight 1x1 conv on real inputs: torch conv2d vs what the packed unit runs (``PackedPointwise``:
-    per-image GEMMs on the main path; ``branch``: the weight branch's (B, C, 1, 1) call)."""
+    per-image GEMMs on the main path; ``branch``: the weight branch's (B, C) product in ``ChannelGate``)."""
     import numpy as np
     import torch
     from torch.nn import functional as F
@@ -195,9 +195,11 @@ def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int, branch: boo
     x2d = x.permute(0, 2, 3, 1).reshape(-1, cin).contiguous()
     out = np.empty((x2d.shape[0], cout), np.float32)
     alpha = np.ones(cout, np.float32)
+    sign_t = pw.sign.numpy().T
+    gap = x3d[:, :, 0]  # the branch's (B, C) channel means, as ChannelGate multiplies them
     t = _median_ms({
         "torch": lambda: F.conv2d(x, weight),
-        "bitwise": (lambda: pw(x)) if branch else (lambda: pw.matmul(x3d)),
+        "bitwise": (lambda: (gap @ sign_t) * alpha) if branch else (lambda: pw.matmul(x3d)),
         "numba": lambda: kernels.binary_weight_conv1x1(x2d.numpy(), np.ascontiguousarray(pos), alpha, out),
     }, repeats, LAYER_MIN_SECONDS, settle=True)  # fmt: skip
     return {"torch_ms": t["torch"], "bitwise_ms": t["bitwise"], "speedup": t["torch"] / t["bitwise"],

@@ -102,36 +102,48 @@ def pack_signs_nchw(x, scale, shift, masks, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
     x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign); masks:
-    :func:`bit_masks` of the word type; out: (B, K, H + 2, W + 2) uint32/uint64 words, written completely
-    (border words 0). The multiply and the add are rounded separately, as torch does, so the bits equal torch's
-    sign exactly. Vectorised along W.
+    :func:`bit_masks` of uint32 (also for uint64 words); out: (B, K, H + 2, W + 2) uint32/uint64 words,
+    written completely (border words 0). The multiply and the add are rounded separately, as torch does, so the
+    bits equal torch's sign exactly.
+
+    Each channel is one loop over its whole H*W plane (long and vectorised even for 8x22 maps) OR-ing into
+    32-bit planes; a 64-bit word is assembled from two of them at the end (a 64-bit select per float compare
+    vectorised 2-4x worse, measured).
     """
     nb, nc, nh, nw = x.shape
     nk = out.shape[1]
-    word_bits = masks.size
+    word_bits = out.itemsize * 8
+    npix = nh * nw
     zero = masks[0] ^ masks[0]
     for bk in prange(nb * nk):
         b = bk // nk
         k = bk % nk
         c0 = k * word_bits
-        row = np.empty(nw, masks.dtype)
-        out[b, k, 0, :] = zero
-        out[b, k, nh + 1, :] = zero
+        halves = np.zeros((word_bits // 32, npix), np.uint32)
+        plane = x[b].reshape(nc, npix)
+        for j in range(min(word_bits, nc - c0)):
+            sc = scale[c0 + j]
+            sh = shift[c0 + j]
+            m = masks[j % 32]
+            half = halves[j // 32]
+            src = plane[c0 + j]
+            for p in range(npix):
+                v = src[p] * sc
+                v = v + sh
+                half[p] |= m if v >= 0 else zero
+        dst = out[b, k]
+        dst[0, :] = 0
+        dst[nh + 1, :] = 0
         for h in range(nh):
-            row[:] = zero
-            for j in range(min(word_bits, nc - c0)):
-                c = c0 + j
-                sc = scale[c]
-                sh = shift[c]
-                m = masks[j]
+            dst[h + 1, 0] = 0
+            dst[h + 1, nw + 1] = 0
+            row = h * nw
+            if word_bits == 64:
                 for w in range(nw):
-                    v = x[b, c, h, w] * sc
-                    v = v + sh
-                    row[w] |= m if v >= 0 else zero
-            out[b, k, h + 1, 0] = zero
-            out[b, k, h + 1, nw + 1] = zero
-            for w in range(nw):
-                out[b, k, h + 1, w + 1] = row[w]
+                    dst[h + 1, w + 1] = halves[0, row + w] | (np.uint64(halves[1, row + w]) << np.uint64(32))
+            else:
+                for w in range(nw):
+                    dst[h + 1, w + 1] = halves[0, row + w]
 
 
 @DualKernel

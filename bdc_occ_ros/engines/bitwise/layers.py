@@ -81,7 +81,7 @@ def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, _MASKS[dtype], out)
     else:
-        kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[dtype], out)
+        kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[np.uint32], out)
     return out
 
 
