@@ -36,6 +36,7 @@ def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
         (3, 5, 7, 6, 1), (32, 32, 6, 5, 2), (33, 4, 4, 4, 1), (63, 8, 5, 9, 1),
         (65, 70, 8, 8, 2), (130, 33, 9, 7, 2), (64, 64, 1, 1, 1), (128, 16, 2, 3, 2),
         (5, 3, 1, 2, 1), (5, 3, 2, 1, 2), (5, 3, 3, 3, 2), (32, 32, 1, 1, 2),
+        (8, 4, 3, 70, 1), (33, 5, 4, 66, 1), (3, 2, 2, 63, 1),  # long rows: full vectors and a remainder
     ],
 )
 def test_binary_conv3x3_bit_exact(cin: int, cout: int, h: int, w: int, stride: int) -> None:

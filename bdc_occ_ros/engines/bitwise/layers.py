@@ -348,14 +348,24 @@ class PackedUnit(nn.Module):
 
 def warm_up() -> None:
     """Compile (first run: tens of seconds on 2 cores) or load from numba's on-disk cache (about 2 s) every
-    kernel signature the packed units use, so the first real frame is not delayed. Safe to call repeatedly."""
+    kernel signature the packed units and blocks use, so the first real frame is not delayed: the serial builds,
+    and with more than one numba thread the parallel builds too. Safe to call repeatedly."""
+    import math
+
+    import numba
+
     from bdc_occ_ros.config import UnitVariant
     from bdc_occ_ros.model.units import make_unit
 
     for channels in (2, 40):  # uint32 and uint64 words
-        x = torch.zeros(1, channels, 4, 4)
-        for variant in (UnitVariant.BISR, UnitVariant.BDC_V3):
-            for stride in (1, 2):  # stride 2 adds the shortcut's pooling kernel
-                unit = PackedUnit.from_unit(make_unit(variant, channels, channels, stride, with_bn=False).eval())
-                unit(x)
-                unit(x.contiguous(memory_format=torch.channels_last))
+        sizes = [4]
+        if numba.get_num_threads() > 1:  # inputs this large take the parallel builds
+            sizes.append(2 * math.ceil(math.sqrt(kernels.PARALLEL_MIN_ELEMENTS / channels)))
+        for size in sizes:
+            x = torch.zeros(1, channels, size, size)
+            kernels.upsample2x_bilinear(x.numpy(), empty32(1, channels, 2 * size, 2 * size))
+            for variant in (UnitVariant.BISR, UnitVariant.BDC_V3):
+                for stride in (1, 2):  # stride 2 adds the shortcut's pooling kernel
+                    unit = PackedUnit.from_unit(make_unit(variant, channels, channels, stride, with_bn=False).eval())
+                    unit(x)
+                    unit(x.contiguous(memory_format=torch.channels_last))
