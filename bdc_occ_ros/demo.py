@@ -426,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--loops", type=int, default=0, help="times the bag is played (default: ~--duration seconds)")
     ap.add_argument("--duration", type=float, default=45.0, help="playback seconds when --loops is 0 (default 45)")
     ap.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1 = recorded 12 Hz)")
-    ap.add_argument("--engine", default="torch", help="node engine (default torch)")
+    ap.add_argument("--engine", default="bitwise",
+                    help="node engine (default bitwise: the binarized model as XNOR-popcount; torch for the reference)")
     ap.add_argument("--model-config", type=Path, help="model YAML (default: the shipped edge model)")
     ap.add_argument("--checkpoint", type=Path, help="weights (default: models/bdc_occ_edge_synth.safetensors)")
     ap.add_argument("--out", type=Path, default=Path("demo_output"), help="output directory (default demo_output)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bdc_occ_ros.tools.bench import _median_ms, markdown_table
+from bdc_occ_ros.tools.bench import _median_ms, markdown_table, paired_ratio
 
 
 def test_median_ms_settles_each_callable_before_timing_it() -> None:
@@ -23,8 +23,17 @@ def test_markdown_table_groups_layers_and_lists_engines() -> None:
         "layers": [{**row, "name": "a.conv3x3"}, {**row, "name": "b.conv3x3"}, {**pointwise, "name": "a.conv1x1_0"}],
         "end_to_end_ms": {"flashocc_torch": 100.0, "bdc_bitwise": 90.0},
         "stages_ms": {"flashocc_torch": {"heads": 10.0}, "bdc_bitwise": {"heads": 8.0}},
+        "end_to_end_ratio": {"bdc_bitwise/flashocc_torch": 0.9},
     }
     table = markdown_table(report)
     assert "| xnor3x3 | 1x32x8x8->32 s1 | 2 | `a.conv3x3` | 2.00 | 0.50 | 4.0x | 5.0x |" in table
     assert "| pointwise | 1x32x8x8->32 | 1 | `a.conv1x1_0` | 1.00 | 1.00 | 1.0x | - |" in table
     assert "| bdc_bitwise | 90 | 8 |" in table
+    assert "bdc_bitwise/flashocc_torch = 0.900" in table
+
+
+def test_paired_ratio_follows_the_rounds_not_the_medians() -> None:
+    # the machine is 10x slower in rounds 2-3 and b's round 2 caught a hiccup: within rounds a takes half of b
+    # twice, while the ratio of the medians (10 / 11) hides that
+    assert paired_ratio({"a": [1.0, 10.0, 10.0], "b": [2.0, 11.0, 20.0]}, "a", "b") == 0.5
+    assert paired_ratio({"a": [1.0, 3.0], "b": [2.0, 1.0]}, "a", "b") == (0.5 + 3.0) / 2

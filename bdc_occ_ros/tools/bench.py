@@ -9,7 +9,8 @@ One process, the same inputs for every engine, medians over ``--repeats`` runs:
   +-1 weights times the (C, H*W) map); the multiply-free numba kernel is timed too (``numba_add_only_ms``).
   ``bitwise_layer_speedup_min/median`` summarise the ``xnor3x3`` layers (the layers that compute with bits).
 - ``end_to_end_ms``: the whole pipeline (preprocess, network, postprocess) for the FP twin (same config
-  with ``unit: fp``) on torch, the BDC model on torch, and on the bitwise engine; ``stages_ms`` per stage.
+  with ``unit: fp``) on torch, the BDC model on torch, and on the bitwise engine; ``stages_ms`` per stage;
+  ``end_to_end_ratio``: bitwise time over each other engine's, paired within rounds (median).
 - ``label_agreement``: voxel labels bitwise vs torch engine on SynthOcc frames (``--synth DIR`` or a
   small set generated here) and, when present, the real nuScenes sample.
 - ``popcount``: the CPU's XOR-popcount throughput in a tight L1-resident loop vs the 3x3 layers' rate.
@@ -51,15 +52,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _median_ms(
+def _samples_ms(
     fns: dict[str, Callable[[], Any]], repeats: int, min_seconds: float = 0.0, settle: bool = False
-) -> dict[str, float]:
-    """Median wall time (ms) of each callable over at least ``repeats`` rounds (more, up to 200, until the
-    rounds take ``min_seconds``: sub-millisecond layers need many samples on a loaded machine). The callables
-    are interleaved in every round so that load from other processes hits all of them alike. ``settle``: an
-    untimed call precedes each timed one, so a layer is timed as it runs in a network (after layers of its own
-    kind), not in the cache and allocator state the previous callable left (measured: a pack right after a
-    torch conv took 2.7 ms instead of 0.4 ms)."""
+) -> dict[str, list[float]]:
+    """Wall times (ms) of each callable over at least ``repeats`` rounds (more, up to 200, until the rounds
+    take ``min_seconds``: sub-millisecond layers need many samples on a loaded machine); sample i of every
+    callable comes from round i. The callables are interleaved in every round so that load from other
+    processes hits all of them alike. ``settle``: an untimed call precedes each timed one, so a layer is timed
+    as it runs in a network (after layers of its own kind), not in the cache and allocator state the previous
+    callable left (measured: a pack right after a torch conv took 2.7 ms instead of 0.4 ms)."""
     t0 = time.perf_counter()
     for fn in fns.values():
         fn()  # warm-up (JIT, caches, allocator)
@@ -73,7 +74,20 @@ def _median_ms(
             t0 = time.perf_counter()
             fn()
             times[key].append((time.perf_counter() - t0) * 1e3)
-    return {key: statistics.median(v) for key, v in times.items()}
+    return times
+
+
+def _median_ms(
+    fns: dict[str, Callable[[], Any]], repeats: int, min_seconds: float = 0.0, settle: bool = False
+) -> dict[str, float]:
+    """Median of :func:`_samples_ms` per callable."""
+    return {key: statistics.median(v) for key, v in _samples_ms(fns, repeats, min_seconds, settle).items()}
+
+
+def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of ``numerator / denominator`` measured in the same round: steadier than a ratio of
+    medians when the machine's speed drifts between rounds (other tenants of a shared VM)."""
+    return statistics.median(a / b for a, b in zip(samples[numerator], samples[denominator], strict=True))
 
 
 def _blas_entry(lib: dict[str, Any]) -> dict[str, Any]:
@@ -277,15 +291,15 @@ def _network(engine):
     return inner.model.network if inner.name == "bitwise" else inner.model
 
 
-def _end_to_end(pipes: dict[str, Any], frame, repeats: int) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Median pipeline wall time (engines interleaved) and per-stage medians of each engine on one frame."""
+def _end_to_end(pipes: dict[str, Any], frame, repeats: int) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """Pipeline wall times per round (engines interleaved) and per-stage medians of each engine on one frame."""
     from bdc_occ_ros.engines.bitwise.convert import run_stages
 
     _, rig, images = frame
     results: dict[str, list] = {key: [] for key in pipes}
     for pipe in pipes.values():
         pipe.set_calibration(rig)
-    totals = _median_ms({key: lambda key=key: results[key].append(pipes[key](images)) for key in pipes}, repeats)
+    totals = _samples_ms({key: lambda key=key: results[key].append(pipes[key](images)) for key in pipes}, repeats)
     stages = {}
     for key, pipe in pipes.items():
         imgs, geometry = pipe.engine.last
@@ -381,7 +395,10 @@ def run(args: argparse.Namespace) -> int:
         report["label_agreement_per_frame"] = agreement
 
         timed_frame = frames[-1]
-        report["end_to_end_ms"], report["stages_ms"] = _end_to_end(pipes, timed_frame, args.repeats)
+        rounds, report["stages_ms"] = _end_to_end(pipes, timed_frame, args.repeats)
+        report["end_to_end_ms"] = {key: statistics.median(v) for key, v in rounds.items()}
+        report["end_to_end_ratio"] = {f"bdc_bitwise/{key}": paired_ratio(rounds, "bdc_bitwise", key)
+                                      for key in ("flashocc_torch", "bdc_torch")}  # fmt: skip
         report["end_to_end_frame"] = timed_frame[0]
 
         float_model = _network(pipes["bdc_torch"].engine)
@@ -421,6 +438,7 @@ def run(args: argparse.Namespace) -> int:
           f"{report['bitwise_layer_speedup_median']:.1f}x (conv only: min "
           f"{report['bitwise_conv_only_speedup_min']:.1f}x); end to end ms: "
           + ", ".join(f"{k} {v:.0f}" for k, v in e2e.items())
+          + " (paired: " + ", ".join(f"{k} {v:.3f}" for k, v in report["end_to_end_ratio"].items()) + ")"
           + f"; label agreement {report['label_agreement']:.5f}; wrote {args.json}")  # fmt: skip
     return 0
 
@@ -442,4 +460,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     for key, total in report["end_to_end_ms"].items():
         stages = report["stages_ms"][key]
         lines.append(f"| {key} | {total:.0f} | " + " | ".join(f"{stages[n]:.0f}" for n in stage_names) + " |")
+    ratios = report.get("end_to_end_ratio", {})
+    if ratios:
+        lines += ["", "End to end, median over rounds of the time ratio within a round: "
+                  + ", ".join(f"{k} = {v:.3f}" for k, v in ratios.items()) + "."]  # fmt: skip
     return "\n".join(lines) + "\n"
