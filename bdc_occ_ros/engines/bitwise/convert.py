@@ -18,11 +18,11 @@ from bdc_occ_ros.model.units import BDCUnitV1, BiSRConv
 
 
 class BitwiseModel(nn.Module):
-    """An :class:`OccupancyNetwork` whose binarized units are :class:`PackedUnit`; same forward contract:
+    """An :class:`OccupancyNetwork` whose binarized units are :class:`PackedUnit` and whose blocks of units are
+    their packed counterparts (``blocks.py``); same forward contract:
     ``(imgs (B, N, 3, H, W), geometry) -> {"occ_logits": (B, X, Y, Z, K), "det": ...}``.
 
-    Everything outside the units (image backbone, LSS, FP convs, MLP head, composite-block glue) is the
-    original torch module.
+    Everything outside them (image backbone, LSS, FP convs, MLP head) is the original torch module.
     """
 
     def __init__(self, network: OccupancyNetwork) -> None:

@@ -3,15 +3,16 @@
 A :class:`PackedUnit` replaces one BiSR-Conv / BDC-V1/V2/V3 unit. Its only sign-binarized activation (the
 unit input after the ReDistribution affine) is packed once into uint32/uint64 words and consumed packed by the
 XNOR-popcount 3x3 conv, whose epilogue applies alpha, the folded BatchNorm, RPReLU and (BiSR) the residual.
-The binary-weight 1x1 convs see real-valued inputs (W1A32); they run as one float GEMM (+-1 weights times the
-(C, H*W) map: measured faster than a multiply-free numba kernel on this CPU, see the benchmark), followed by a
-vectorised affine + RPReLU pass, the weight branch on the channel means, then ``main * gate + shortcut``.
+The binary-weight 1x1 convs see real-valued inputs (W1A32); they run as one float GEMM on numpy's BLAS (+-1
+weights times the (C, H*W) map: measured faster than a multiply-free numba kernel on this CPU, see the
+benchmark), followed by a vectorised affine + RPReLU pass, the weight branch on the channel means
+(:class:`ChannelGate`), then one pass ``main * gate + shortcut`` into which the block around the unit fuses
+its own next step (:class:`BlockOps`, used by ``blocks.py``).
 
 Binarized weights are stored only as bits (int32/int64 buffers holding uint32/uint64 words, 32-bit words
 for up to 32 channels; safetensors and ``state_dict`` carry them as they are) plus the per-output-channel
 alpha; the float latent weights are gone.
-The stride-2 shortcut's 2x2 pooling is a numba kernel too; the rest (shortcut BN, the tiny weight-branch MLP on
-(B, C)) stays torch.
+The stride-2 shortcut's 2x2 pooling is a numba kernel too; the shortcut's BN stays torch.
 
 Maps between units are contiguous NCHW torch tensors sharing memory with the kernels' numpy arrays, so no
 transposes are needed from one unit to the next (channels_last inputs from torch layers are packed as they are).
