@@ -31,13 +31,17 @@ def _run_halves(first: PackedUnit, second: PackedUnit, a: torch.Tensor, b: torch
             target[...] = unit.run(x)
 
 
-class PackedUp(nn.Module):
-    """:class:`~bdc_occ_ros.model.units.Up`: (B, C, H, W) -> (B, C, 2H, 2W)."""
+class _UnitPair(nn.Module):
+    """A block of two units, ``biconv_1`` and ``biconv_2`` (the float block's names), packed."""
 
-    def __init__(self, block: Up) -> None:
+    def __init__(self, block: Up | Down | FusionDecrease) -> None:
         super().__init__()
         self.biconv_1 = PackedUnit.from_unit(block.biconv_1)
         self.biconv_2 = PackedUnit.from_unit(block.biconv_2)
+
+
+class PackedUp(_UnitPair):
+    """:class:`~bdc_occ_ros.model.units.Up`: (B, C, H, W) -> (B, C, 2H, 2W)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -49,13 +53,8 @@ class PackedUp(nn.Module):
         return torch.from_numpy(out)
 
 
-class PackedDown(nn.Module):
+class PackedDown(_UnitPair):
     """:class:`~bdc_occ_ros.model.units.Down`: (B, C, H, W) -> (B, 2C, H/2, W/2)."""
-
-    def __init__(self, block: Down) -> None:
-        super().__init__()
-        self.biconv_1 = PackedUnit.from_unit(block.biconv_1)
-        self.biconv_2 = PackedUnit.from_unit(block.biconv_2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -67,13 +66,8 @@ class PackedDown(nn.Module):
         return torch.from_numpy(out)
 
 
-class PackedFusionDecrease(nn.Module):
+class PackedFusionDecrease(_UnitPair):
     """:class:`~bdc_occ_ros.model.units.FusionDecrease`: (B, C, H, W) -> (B, C/2, H, W)."""
-
-    def __init__(self, block: FusionDecrease) -> None:
-        super().__init__()
-        self.biconv_1 = PackedUnit.from_unit(block.biconv_1)
-        self.biconv_2 = PackedUnit.from_unit(block.biconv_2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = torch.chunk(x, 2, dim=1)
