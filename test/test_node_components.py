@@ -212,3 +212,47 @@ def test_monitor_reports_silent_camera_as_warn():
     assert reports["bdc_occ: node"].level == 1 and reports["bdc_occ: node"].values["dropped"] == "3"
     monitor.decode_failed("A", "corrupt jpeg image")
     assert "decode error" in {r.name: r for r in monitor.reports({})}["bdc_occ: camera A"].message
+
+
+class _FakeExecutor:
+    """spin_once runs the scripted steps: a callable is called (it may raise), then the step is consumed."""
+
+    def __init__(self, steps) -> None:
+        self.steps = list(steps)
+
+    def spin_once(self, timeout_sec: float) -> None:
+        self.steps.pop(0)()
+
+
+class _FakeNode:
+    exit_code: int | None = None
+
+
+def test_spin_stops_cleanly_when_a_take_fails_during_shutdown() -> None:
+    from bdc_occ_ros.ros.node import spin_until_stopped
+
+    state = {"ok": True}
+
+    def take_fails_as_the_signal_lands() -> None:
+        state["ok"] = False  # rclpy's signal handler shut the context down ...
+        raise RuntimeError("Unable to convert call argument '0' to Python object")  # ... mid-take
+
+    executor = _FakeExecutor([lambda: None, take_fails_as_the_signal_lands])
+    assert spin_until_stopped(executor, _FakeNode(), ok=lambda: state["ok"]) == 0
+    assert executor.steps == []
+
+
+def test_spin_propagates_errors_while_running_and_returns_the_exit_code() -> None:
+    from bdc_occ_ros.ros.node import spin_until_stopped
+
+    def broken() -> None:
+        raise RuntimeError("a real error")
+
+    with pytest.raises(RuntimeError, match="a real error"):
+        spin_until_stopped(_FakeExecutor([broken]), _FakeNode(), ok=lambda: True)
+    node = _FakeNode()
+
+    def stop() -> None:
+        node.exit_code = 3
+
+    assert spin_until_stopped(_FakeExecutor([stop]), node, ok=lambda: True) == 3

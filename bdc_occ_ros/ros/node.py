@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 
@@ -391,6 +392,23 @@ def _coerce(name: str, value, default):
     return value
 
 
+def spin_until_stopped(executor, node, ok: Callable[[], bool] = rclpy.ok) -> int:
+    """Spin until the node sets an exit code or rclpy shuts down (SIGINT/SIGTERM); returns the exit code.
+
+    A signal can arrive while rclpy is taking a message, and rclpy may then fail that take (seen on the
+    loaded CI machine: ``RuntimeError: Unable to convert call argument '0' to Python object``). Once rclpy
+    has shut down, such an error is part of a clean stop; before that it is a real error and propagates.
+    """
+    while ok() and node.exit_code is None:
+        try:
+            executor.spin_once(timeout_sec=0.1)
+        except Exception:
+            if ok():
+                raise
+            break
+    return node.exit_code or 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         rclpy.init(args=argv)
@@ -409,9 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_STARTUP
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while rclpy.ok() and node.exit_code is None:
-            executor.spin_once(timeout_sec=0.1)
-        return node.exit_code or 0
+        return spin_until_stopped(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
