@@ -348,21 +348,18 @@ class PackedUnit(nn.Module):
 
 
 def warm_up() -> None:
-    """Compile (first run: tens of seconds on 2 cores) or load from numba's on-disk cache (about 2 s) every
-    kernel signature the packed units and blocks use, so the first real frame is not delayed: the serial builds,
-    and with more than one numba thread the parallel builds too. Safe to call repeatedly."""
-    import math
-
+    """Compile (first run: about 10 s per build on 2 cores) or load from numba's on-disk cache (under a second)
+    every kernel signature the packed units and blocks use, so the first real frame is not delayed: the serial
+    builds, and with more than one numba thread the parallel builds too. Safe to call repeatedly."""
     import numba
 
     from bdc_occ_ros.config import UnitVariant
     from bdc_occ_ros.model.units import make_unit
 
     for channels in (2, 40):  # uint32 and uint64 words
-        sizes = [4]
-        if numba.get_num_threads() > 1:  # inputs this large take the parallel builds
-            sizes.append(2 * math.ceil(math.sqrt(kernels.PARALLEL_MIN_ELEMENTS / channels)))
-        for size in sizes:
+        # 256x256 maps take the parallel builds: every kernel's first argument, the packed words of one plane
+        # (258 * 258) included, reaches kernels.PARALLEL_MIN_ELEMENTS.
+        for size in (4, 256) if numba.get_num_threads() > 1 else (4,):
             x = torch.zeros(1, channels, size, size)
             kernels.upsample2x_bilinear(x.numpy(), empty32(1, channels, 2 * size, 2 * size))
             for variant in (UnitVariant.BISR, UnitVariant.BDC_V3):
