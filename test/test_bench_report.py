@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bdc_occ_ros.tools.bench import _median_ms, markdown_table, paired_ratio
+from bdc_occ_ros.tools.bench import _median_ms, markdown_table, paired_ratio, timing_report
 
 
 def test_median_ms_settles_each_callable_before_timing_it() -> None:
@@ -37,3 +37,17 @@ def test_paired_ratio_follows_the_rounds_not_the_medians() -> None:
     # twice, while the ratio of the medians (10 / 11) hides that
     assert paired_ratio({"a": [1.0, 10.0, 10.0], "b": [2.0, 11.0, 20.0]}, "a", "b") == 0.5
     assert paired_ratio({"a": [1.0, 3.0], "b": [2.0, 1.0]}, "a", "b") == (0.5 + 3.0) / 2
+
+
+def test_timing_report_medians_and_ratios_of_the_binarized_stages() -> None:
+    def stages(neck: float, bev: float, heads: float) -> dict[str, float]:
+        return {"preprocess": 5.0, "image_backbone": 50.0, "image_neck": neck, "bev_encoder": bev, "heads": heads}
+
+    rounds = {"flashocc_torch": [100.0, 200.0, 100.0], "bdc_bitwise": [90.0, 150.0, 95.0]}
+    stage_rounds = {"flashocc_torch": [stages(10, 20, 10)] * 3, "bdc_bitwise": [stages(5, 15, 10)] * 3}
+    report = timing_report(rounds, stage_rounds)
+    assert report["end_to_end_ms"] == {"flashocc_torch": 100.0, "bdc_bitwise": 95.0}
+    assert report["end_to_end_ratio"] == {"bdc_bitwise/flashocc_torch": 0.9}  # rounds: 0.9, 0.75, 0.95
+    assert report["binarized_stages_ms"] == {"flashocc_torch": 40.0, "bdc_bitwise": 30.0}
+    assert report["binarized_stages_ratio"] == {"bdc_bitwise/flashocc_torch": 0.75}
+    assert report["stages_ms"]["bdc_bitwise"]["image_backbone"] == 50.0

@@ -318,6 +318,23 @@ def _end_to_end(pipes: dict[str, Any], frame, repeats: int) -> tuple[dict[str, l
     return totals, stages
 
 
+def timing_report(rounds: dict[str, list[float]], stage_rounds: dict[str, list[dict]]) -> dict[str, Any]:
+    """Per-round end-to-end times and stage times of each engine -> the report's medians and the bitwise
+    engine's within-round ratios to the other engines (whole pipeline and :data:`BINARIZED_STAGES`)."""
+    binarized = {key: [sum(r[s] for s in BINARIZED_STAGES) for r in per_round]
+                 for key, per_round in stage_rounds.items()}  # fmt: skip
+    stages = {key: {stage: statistics.median(r[stage] for r in per_round) for stage in per_round[0]}
+              for key, per_round in stage_rounds.items()}  # fmt: skip
+    others = [key for key in rounds if key != "bdc_bitwise"]
+    return {
+        "end_to_end_ms": {key: statistics.median(v) for key, v in rounds.items()},
+        "end_to_end_ratio": {f"bdc_bitwise/{key}": paired_ratio(rounds, "bdc_bitwise", key) for key in others},
+        "stages_ms": stages,
+        "binarized_stages_ms": {key: statistics.median(v) for key, v in binarized.items()},
+        "binarized_stages_ratio": {f"bdc_bitwise/{key}": paired_ratio(binarized, "bdc_bitwise", key) for key in others},
+    }
+
+
 def _popcount(threads: int) -> dict[str, float]:
     import numpy as np
 
@@ -399,17 +416,7 @@ def run(args: argparse.Namespace) -> int:
         report["label_agreement_per_frame"] = agreement
 
         timed_frame = frames[-1]
-        rounds, stage_rounds = _end_to_end(pipes, timed_frame, args.repeats)
-        report["end_to_end_ms"] = {key: statistics.median(v) for key, v in rounds.items()}
-        report["end_to_end_ratio"] = {f"bdc_bitwise/{key}": paired_ratio(rounds, "bdc_bitwise", key)
-                                      for key in ("flashocc_torch", "bdc_torch")}  # fmt: skip
-        report["stages_ms"] = {key: {stage: statistics.median(r[stage] for r in per_round) for stage in per_round[0]}
-                               for key, per_round in stage_rounds.items()}  # fmt: skip
-        binarized = {key: [sum(r[s] for s in BINARIZED_STAGES) for r in per_round]
-                     for key, per_round in stage_rounds.items()}  # fmt: skip
-        report["binarized_stages_ms"] = {key: statistics.median(v) for key, v in binarized.items()}
-        report["binarized_stages_ratio"] = {f"bdc_bitwise/{key}": paired_ratio(binarized, "bdc_bitwise", key)
-                                            for key in ("flashocc_torch", "bdc_torch")}  # fmt: skip
+        report.update(timing_report(*_end_to_end(pipes, timed_frame, args.repeats)))
         report["end_to_end_frame"] = timed_frame[0]
 
         float_model = _network(pipes["bdc_torch"].engine)
