@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bdc_occ_ros.engines.bitwise import kernels
-from bdc_occ_ros.engines.bitwise.layers import BlockOps, PackedUnit, empty32, nchw, rprelu_vectors
+from bdc_occ_ros.engines.bitwise.layers import BlockOps, PackedUnit, empty32, nchw, pool2x2, rprelu_vectors
 from bdc_occ_ros.model.units import BinaryBasicBlock, BinaryDownsampleBlock, Down, FusionDecrease, Up
 
 
@@ -57,12 +57,13 @@ class PackedDown(_UnitPair):
     """:class:`~bdc_occ_ros.model.units.Down`: (B, C, H, W) -> (B, 2C, H/2, W/2)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        pooled = empty32(b, c, h // 2, w // 2)
-        kernels.avg_pool2x2(nchw(x), pooled)  # equals AvgPool2d(2, 2)
-        pooled_t = torch.from_numpy(pooled)
-        out = empty32(b, 2 * c, h // 2, w // 2)
-        _run_halves(self.biconv_1, self.biconv_2, pooled_t, pooled_t, out)
+        return self.units(pool2x2(x))
+
+    def units(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The two units on the already pooled input (B, C, H/2, W/2) -> (B, 2C, H/2, W/2)."""
+        b, c, h, w = pooled.shape
+        out = empty32(b, 2 * c, h, w)
+        _run_halves(self.biconv_1, self.biconv_2, pooled, pooled, out)
         return torch.from_numpy(out)
 
 
@@ -102,8 +103,9 @@ class PackedDownsampleBlock(nn.Module):
         self.relu = block.relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        post = BlockOps(extra=nchw(self.downsample(x)), act=rprelu_vectors(self.relu))
-        return torch.from_numpy(self.conv2.run(self.conv1(x), post=post))
+        pooled = pool2x2(x)  # both Downs pool the same input: once here
+        post = BlockOps(extra=nchw(self.downsample.units(pooled)), act=rprelu_vectors(self.relu))
+        return torch.from_numpy(self.conv2.run(self.conv1.units(pooled), post=post))
 
 
 #: Float block type -> its packed counterpart (used by ``pack_model``).
