@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 from bdc_occ_ros.tools.bench import _median_ms, markdown_table, paired_ratio, timing_report
 
 
 def test_median_ms_settles_each_callable_before_timing_it() -> None:
     calls: list[str] = []
-    _median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, settle=True)
+    _median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, settle_seconds=0.0)
     # one warm-up each, then per round an untimed and a timed call of the same callable back to back
     assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 3
+    calls.clear()
+    slow = {"a": lambda: (calls.append("a"), time.sleep(0.002)), "b": lambda: calls.append("b")}
+    _median_ms(slow, repeats=1, settle_seconds=0.01)
+    # untimed calls repeat until the settle time has passed: a few of the slow one, many of the fast one
+    settle_a, settle_b = calls[2:].index("b") - 1, len(calls) - 2 - calls[2:].index("b") - 1
+    assert 1 <= settle_a <= 5 and settle_b > settle_a
     calls.clear()
     _median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=2)
     assert calls == ["a", "b"] * 3

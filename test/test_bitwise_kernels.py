@@ -26,7 +26,7 @@ def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     b, _, h, wd = x.shape
     out = np.empty((b, w.shape[0], kernels.conv_out_size(h, stride), kernels.conv_out_size(wd, stride)), np.float32)
     ones = np.ones(w.shape[0], np.float32)
-    kernels.binary_conv3x3(xp, wq, pad_share, c, stride, ones, np.zeros_like(ones), _E1, _E1, _E1, False, _E4, out)
+    kernels.binary_conv3x3(xp, wd, wq, pad_share, c, stride, ones, np.zeros_like(ones), _E1, _E1, _E1, False, _E4, out)
     return torch.from_numpy(out)
 
 
@@ -37,6 +37,7 @@ def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
         (65, 70, 8, 8, 2), (130, 33, 9, 7, 2), (64, 64, 1, 1, 1), (128, 16, 2, 3, 2),
         (5, 3, 1, 2, 1), (5, 3, 2, 1, 2), (5, 3, 3, 3, 2), (32, 32, 1, 1, 2),
         (8, 4, 3, 70, 1), (33, 5, 4, 66, 1), (3, 2, 2, 63, 1),  # long rows: full vectors and a remainder
+        (32, 6, 3, 16, 1), (40, 6, 3, 17, 1), (9, 3, 2, 33, 2), (64, 4, 2, 32, 2),  # rows at a LANES boundary
     ],
 )
 def test_binary_conv3x3_bit_exact(cin: int, cout: int, h: int, w: int, stride: int) -> None:
@@ -63,7 +64,7 @@ def test_conv_epilogue_alpha_rprelu_residual() -> None:
     xp = pack_activation(x, np.ones(cin, np.float32), np.zeros(cin, np.float32))
     out = np.empty((1, cout, 6, 5), np.float32)
     wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((wt >= 0).numpy()), cin)
-    kernels.binary_conv3x3(xp, wq, pad_share, cin, 1, mul.numpy(), add.numpy(),
+    kernels.binary_conv3x3(xp, 5, wq, pad_share, cin, 1, mul.numpy(), add.numpy(),
                            gamma.numpy(), slope.numpy(), zeta.numpy(), True, res.numpy(), out)  # fmt: skip
     torch.testing.assert_close(torch.from_numpy(out)[0], y[0], rtol=1e-6, atol=1e-5)
 
@@ -80,13 +81,13 @@ def test_pack_signs_matches_torch(channels: int, channels_last: bool) -> None:
         x = x.contiguous(memory_format=torch.channels_last)
     packed = pack_activation(x, scale.numpy(), shift.numpy())
     dtype = kernels.word_dtype(channels)
-    assert packed.shape == (2, kernels.num_words(channels), 5, 6) and packed.dtype == dtype
+    assert packed.shape == (2, kernels.num_words(channels), 5, kernels.LANES + 2) and packed.dtype == dtype
     ref = (x * scale[:, None, None] + shift[:, None, None]) >= 0
-    interior = packed[:, :, 1:-1, 1:-1].transpose(0, 2, 3, 1)  # (B, H, W, K)
+    interior = packed[:, :, 1:-1, 1:5].transpose(0, 2, 3, 1)  # (B, H, W, K)
     assert np.array_equal(kernels.unpack_bits(interior, channels), ref.permute(0, 2, 3, 1).numpy())
     border = packed.copy()
-    border[:, :, 1:-1, 1:-1] = 0
-    assert np.array_equal(border, np.zeros_like(border))  # the zero border is the conv's padding
+    border[:, :, 1:-1, 1:5] = 0
+    assert np.array_equal(border, np.zeros_like(border))  # the zero border (and the widened rows' end) is padding
     bits = packed.itemsize * 8
     if channels % bits:  # padding bits of the last word stay 0
         assert not np.any(interior[..., channels // bits] >> dtype(channels % bits))

@@ -38,6 +38,10 @@ DEFAULT_CONFIG = REPO / "config" / "models" / "bdc_occ_edge.yaml"
 DEFAULT_CHECKPOINT = REPO / "models" / "bdc_occ_edge_synth.safetensors"
 REAL_SAMPLE = REPO.parent / "shared" / "data" / "nuscenes_sample0"
 LAYER_MIN_SECONDS = 0.5  # per distinct layer shape
+# Untimed calls of the same layer before each timed one. One call was not enough: a torch fp32 conv leaves
+# megabytes of dirty cache lines (its im2col buffer, its output) whose write-back slowed whatever ran in the next
+# 0.5-2 ms (measured on a 200x200 map: the pack timed right after the torch conv 0.40 ms, timed next 0.10 ms).
+LAYER_SETTLE_SECONDS = 0.002
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -55,14 +59,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _samples_ms(
-    fns: dict[str, Callable[[], Any]], repeats: int, min_seconds: float = 0.0, settle: bool = False
+    fns: dict[str, Callable[[], Any]], repeats: int, min_seconds: float = 0.0, settle_seconds: float | None = None
 ) -> dict[str, list[float]]:
     """Wall times (ms) of each callable over at least ``repeats`` rounds (more, up to 200, until the rounds
     take ``min_seconds``: sub-millisecond layers need many samples on a loaded machine); sample i of every
     callable comes from round i. The callables are interleaved in every round so that load from other
-    processes hits all of them alike. ``settle``: an untimed call precedes each timed one, so a layer is timed
-    as it runs in a network (after layers of its own kind), not in the cache and allocator state the previous
-    callable left (measured: a pack right after a torch conv took 2.7 ms instead of 0.4 ms)."""
+    processes hits all of them alike. ``settle_seconds``: untimed calls of the same callable (at least one, and
+    for at least that long) precede each timed one, so a layer is timed as it runs in a network (after layers of
+    its own kind), not in the cache and allocator state the previous callable left."""
     t0 = time.perf_counter()
     for fn in fns.values():
         fn()  # warm-up (JIT, caches, allocator)
@@ -71,8 +75,11 @@ def _samples_ms(
     times: dict[str, list[float]] = {key: [] for key in fns}
     for _ in range(rounds):
         for key, fn in fns.items():
-            if settle:
+            if settle_seconds is not None:
+                t0 = time.perf_counter()
                 fn()
+                while time.perf_counter() - t0 < settle_seconds:
+                    fn()
             t0 = time.perf_counter()
             fn()
             times[key].append((time.perf_counter() - t0) * 1e3)
@@ -80,10 +87,10 @@ def _samples_ms(
 
 
 def _median_ms(
-    fns: dict[str, Callable[[], Any]], repeats: int, min_seconds: float = 0.0, settle: bool = False
+    fns: dict[str, Callable[[], Any]], repeats: int, min_seconds: float = 0.0, settle_seconds: float | None = None
 ) -> dict[str, float]:
     """Median of :func:`_samples_ms` per callable."""
-    return {key: statistics.median(v) for key, v in _samples_ms(fns, repeats, min_seconds, settle).items()}
+    return {key: statistics.median(v) for key, v in _samples_ms(fns, repeats, min_seconds, settle_seconds).items()}
 
 
 def paired_ratio(samples: dict[str, list[float]], numerator: str, denominator: str) -> float:
@@ -175,8 +182,8 @@ def _time_xnor3x3(shape: tuple[int, ...], cout: int, stride: int, repeats: int) 
         "nchw": lambda: F.conv2d(x, weight, stride=stride, padding=1),
         "cl": lambda: F.conv2d(x_cl, weight, stride=stride, padding=1),
         "pack": lambda: pack_activation(x, ones, zeros),
-        "conv": lambda: conv.run(xp, epi),
-    }, repeats, LAYER_MIN_SECONDS, settle=True)  # fmt: skip
+        "conv": lambda: conv.run(xp, w, epi),
+    }, repeats, LAYER_MIN_SECONDS, LAYER_SETTLE_SECONDS)  # fmt: skip
     t_nchw, t_cl, t_pack, t_conv = t["nchw"], t["cl"], t["pack"], t["conv"]
     ho, wo = kernels.conv_out_size(h, stride), kernels.conv_out_size(w, stride)
     macs = b * ho * wo * cout * 9 * cin
@@ -217,7 +224,7 @@ def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int, branch: boo
         "torch": lambda: F.conv2d(x, weight),
         "bitwise": (lambda: (gap @ sign_t) * alpha) if branch else (lambda: pw.matmul(x3d)),
         "numba": lambda: kernels.binary_weight_conv1x1(x2d.numpy(), np.ascontiguousarray(pos), alpha, out),
-    }, repeats, LAYER_MIN_SECONDS, settle=True)  # fmt: skip
+    }, repeats, LAYER_MIN_SECONDS, LAYER_SETTLE_SECONDS)  # fmt: skip
     return {"torch_ms": t["torch"], "bitwise_ms": t["bitwise"], "speedup": t["torch"] / t["bitwise"],
             "numba_add_only_ms": t["numba"]}  # fmt: skip
 

@@ -2,11 +2,12 @@
 
 Layouts (all C-contiguous numpy arrays); words are uint32 for up to 32 channels, else uint64 (w bits):
 
-- packed activations ``(B, K, H + 2, W + 2)`` words, ``K = ceil(C / w)``: word-planar with a one-word border of
-  zeros (the conv's padding), so every output pixel reads its 9 taps at fixed offsets and the inner loop runs
-  along an image row (long, contiguous, vectorised across pixels for every channel count). Channel ``c`` is
-  bit ``c % w`` of plane ``c // w``; bit = 1 for a value >= 0 (the project's sign convention, sign(0) = +1);
-  padding bits of the last word are 0.
+- packed activations ``(B, K, H + 2, packed_width(W))`` words, ``K = ceil(C / w)``: word-planar with a border of
+  zero words (the conv's padding: one word on the left, on the right as many as round each row up to whole
+  :data:`LANES` blocks plus one), so every output pixel reads its 9 taps at fixed offsets and the inner loop runs
+  along an image row in whole vectors (contiguous, vectorised across pixels for every channel count).
+  Channel ``c`` is bit ``c % w`` of plane ``c // w``; bit = 1 for a value >= 0 (the project's sign convention,
+  sign(0) = +1); padding bits of the last word are 0.
 - packed 3x3 weights ``(9, K, Cout)`` words as stored (tap ``ky*3+kx`` major); the conv kernel takes them as
   ``(Cout, K, 9)`` (:func:`conv_weights`) so one output channel's 9 words are hoisted into registers.
 - real-valued maps ``(B, C, H, W)`` float32 (NCHW, what torch produces by default), the conv output included.
@@ -29,6 +30,13 @@ from numba.extending import intrinsic
 
 #: Inputs (first kernel argument) smaller than this run serially even with several numba threads.
 PARALLEL_MIN_ELEMENTS = 1 << 16
+
+#: Output pixels a stride-1 conv computes per inner loop: a whole vector of 32-bit lanes, so rows of any width
+#: run as full vectors without a scalar tail (the packed rows are widened to match, :func:`packed_width`).
+LANES = 16
+
+#: Pixels packed per chunk: the chunk's 32-bit words (8 KiB, 16 KiB for 64-bit words) stay in L1 across channels.
+PACK_CHUNK_PIXELS = 2048
 
 # numba's default OpenMP layer and torch's bundled OpenMP runtime stall each other (measured: a 0.3 ms pack
 # took 8 ms once torch was imported); the workqueue layer has no such interaction. An explicit
@@ -85,6 +93,12 @@ def num_words(channels: int) -> int:
     return (channels + bits - 1) // bits
 
 
+def packed_width(width: int) -> int:
+    """Words per packed row for an image ``width`` pixels wide: the left padding word, the image, then zero words
+    (the right padding) up to whole :data:`LANES` blocks plus the taps' reach."""
+    return -(-width // LANES) * LANES + 2
+
+
 def conv_out_size(size: int, stride: int) -> int:
     """Output size of a 3x3 conv with padding 1."""
     return (size - 1) // stride + 1
@@ -102,48 +116,52 @@ def pack_signs_nchw(x, scale, shift, masks, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
     x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign); masks:
-    :func:`bit_masks` of uint32 (also for uint64 words); out: (B, K, H + 2, W + 2) uint32/uint64 words,
-    written completely (border words 0). The multiply and the add are rounded separately, as torch does, so the
-    bits equal torch's sign exactly.
+    :func:`bit_masks` of uint32 (also for uint64 words); out: (B, K, H + 2, :func:`packed_width`) uint32/uint64
+    words, written completely (border words 0). The multiply and the add are rounded separately, as torch does,
+    so the bits equal torch's sign exactly.
 
-    Each channel is one loop over its whole H*W plane (long and vectorised even for 8x22 maps) OR-ing into
-    32-bit planes; a 64-bit word is assembled from two of them at the end (a 64-bit select per float compare
-    vectorised 2-4x worse, measured).
+    Each channel is one loop over a chunk of whole image rows (long and vectorised even for 8x22 maps) OR-ing
+    into 32-bit planes that stay in L1 (:data:`PACK_CHUNK_PIXELS`); a 64-bit word is assembled from two of them
+    at the end (a 64-bit select per float compare vectorised 2-4x worse, measured).
     """
     nb, nc, nh, nw = x.shape
     nk = out.shape[1]
     word_bits = out.itemsize * 8
-    npix = nh * nw
+    rows_per_chunk = max(1, PACK_CHUNK_PIXELS // nw)
     zero = masks[0] ^ masks[0]
     for bk in prange(nb * nk):
         b = bk // nk
         k = bk % nk
         c0 = k * word_bits
-        halves = np.zeros((word_bits // 32, npix), np.uint32)
-        plane = x[b].reshape(nc, npix)
-        for j in range(min(word_bits, nc - c0)):
-            sc = scale[c0 + j]
-            sh = shift[c0 + j]
-            m = masks[j % 32]
-            half = halves[j // 32]
-            src = plane[c0 + j]
-            for p in range(npix):
-                v = src[p] * sc
-                v = v + sh
-                half[p] |= m if v >= 0 else zero
+        halves = np.empty((word_bits // 32, rows_per_chunk * nw), np.uint32)
+        plane = x[b].reshape(nc, nh * nw)
         dst = out[b, k]
         dst[0, :] = 0
         dst[nh + 1, :] = 0
-        for h in range(nh):
-            dst[h + 1, 0] = 0
-            dst[h + 1, nw + 1] = 0
-            row = h * nw
-            if word_bits == 64:
-                for w in range(nw):
-                    dst[h + 1, w + 1] = halves[0, row + w] | (np.uint64(halves[1, row + w]) << np.uint64(32))
-            else:
-                for w in range(nw):
-                    dst[h + 1, w + 1] = halves[0, row + w]
+        for h0 in range(0, nh, rows_per_chunk):
+            h1 = min(h0 + rows_per_chunk, nh)
+            p0, npix = h0 * nw, (h1 - h0) * nw
+            halves[:, :npix] = 0
+            for j in range(min(word_bits, nc - c0)):
+                sc = scale[c0 + j]
+                sh = shift[c0 + j]
+                m = masks[j % 32]
+                half = halves[j // 32]
+                src = plane[c0 + j, p0:p0 + npix]
+                for p in range(npix):
+                    v = src[p] * sc
+                    v = v + sh
+                    half[p] |= m if v >= 0 else zero
+            for h in range(h0, h1):
+                row = (h - h0) * nw
+                dst[h + 1, 0] = 0
+                dst[h + 1, nw + 1:] = 0
+                if word_bits == 64:
+                    for w in range(nw):
+                        dst[h + 1, w + 1] = halves[0, row + w] | (np.uint64(halves[1, row + w]) << np.uint64(32))
+                else:
+                    for w in range(nw):
+                        dst[h + 1, w + 1] = halves[0, row + w]
 
 
 @DualKernel
@@ -177,36 +195,69 @@ def pack_signs_nhwc(x, scale, shift, masks, out):
                 for w in range(nw):
                     row[w] |= m if tile[c0 + j, w] >= 0 else zero
             out[b, k, h + 1, 0] = zero
-            out[b, k, h + 1, nw + 1] = zero
+            out[b, k, h + 1, nw + 1:] = zero
             for w in range(nw):
                 out[b, k, h + 1, w + 1] = row[w]
 
 
 @njit(inline="always")
-def _xnor_row(xp, b, k, r0, stride, wo, wa, wb, acc_a, acc_b):
-    """Add popcount(x XOR w) over the 9 taps to ``acc_a``/``acc_b`` for one output row and two output channels
-    (weights ``wa``/``wb``: 9 words each) sharing every input load. r0: padded row of the taps' top row."""
-    a0, a1, a2, a3, a4, a5, a6, a7, a8 = wa[0], wa[1], wa[2], wa[3], wa[4], wa[5], wa[6], wa[7], wa[8]
-    b0, b1, b2, b3, b4, b5, b6, b7, b8 = wb[0], wb[1], wb[2], wb[3], wb[4], wb[5], wb[6], wb[7], wb[8]
-    for ox in range(wo):
-        c = ox * stride
-        x0, x1, x2 = xp[b, k, r0, c], xp[b, k, r0, c + 1], xp[b, k, r0, c + 2]
-        x3, x4, x5 = xp[b, k, r0 + 1, c], xp[b, k, r0 + 1, c + 1], xp[b, k, r0 + 1, c + 2]
-        x6, x7, x8 = xp[b, k, r0 + 2, c], xp[b, k, r0 + 2, c + 1], xp[b, k, r0 + 2, c + 2]
-        acc_a[ox] += np.int32(
-            popcount(x0 ^ a0) + popcount(x1 ^ a1) + popcount(x2 ^ a2) + popcount(x3 ^ a3) + popcount(x4 ^ a4)
-            + popcount(x5 ^ a5) + popcount(x6 ^ a6) + popcount(x7 ^ a7) + popcount(x8 ^ a8)
-        )  # fmt: skip
-        acc_b[ox] += np.int32(
-            popcount(x0 ^ b0) + popcount(x1 ^ b1) + popcount(x2 ^ b2) + popcount(x3 ^ b3) + popcount(x4 ^ b4)
-            + popcount(x5 ^ b5) + popcount(x6 ^ b6) + popcount(x7 ^ b7) + popcount(x8 ^ b8)
-        )  # fmt: skip
+def _tap_words(w):
+    """A weight row's 9 words as a tuple: loaded once, before the pixel loop."""
+    return w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
 
 
 @njit(inline="always")
-def _epilogue(total, m, a, g, slope, z, use_rprelu):
-    """``m * total + a``, then ``prelu(. + g, slope) + z`` when use_rprelu (max + slope*min: branch-free, exact)."""
-    v = m * np.float32(total) + a
+def _xnor_taps(xp, b, k, r0, c, wa, wb):
+    """popcount(x XOR w) summed over the 9 taps of the output pixel whose top-left tap is (r0, c), for two output
+    channels (weights ``wa``/``wb``: tuples of 9 words, held in registers) sharing every input load."""
+    x0, x1, x2 = xp[b, k, r0, c], xp[b, k, r0, c + 1], xp[b, k, r0, c + 2]
+    x3, x4, x5 = xp[b, k, r0 + 1, c], xp[b, k, r0 + 1, c + 1], xp[b, k, r0 + 1, c + 2]
+    x6, x7, x8 = xp[b, k, r0 + 2, c], xp[b, k, r0 + 2, c + 1], xp[b, k, r0 + 2, c + 2]
+    count_a = (
+        popcount(x0 ^ wa[0]) + popcount(x1 ^ wa[1]) + popcount(x2 ^ wa[2]) + popcount(x3 ^ wa[3])
+        + popcount(x4 ^ wa[4]) + popcount(x5 ^ wa[5]) + popcount(x6 ^ wa[6]) + popcount(x7 ^ wa[7])
+        + popcount(x8 ^ wa[8])
+    )  # fmt: skip
+    count_b = (
+        popcount(x0 ^ wb[0]) + popcount(x1 ^ wb[1]) + popcount(x2 ^ wb[2]) + popcount(x3 ^ wb[3])
+        + popcount(x4 ^ wb[4]) + popcount(x5 ^ wb[5]) + popcount(x6 ^ wb[6]) + popcount(x7 ^ wb[7])
+        + popcount(x8 ^ wb[8])
+    )  # fmt: skip
+    return np.int32(count_a), np.int32(count_b)
+
+
+@njit(inline="always")
+def _xnor_row_stride1(xp, b, k, r0, wa, wb, acc_a, acc_b):
+    """Add :func:`_xnor_taps` to ``acc_a``/``acc_b`` for one stride-1 output row, in blocks of :data:`LANES` pixels
+    (a constant trip count: every block is whole vectors, with no scalar tail on narrow rows; the pixels past the
+    row's end are counted over the widened row's zero words and never stored). r0: padded row of the taps' top row;
+    wa/wb: 9 words each."""
+    wa, wb = _tap_words(wa), _tap_words(wb)
+    for block in range(acc_a.size // LANES):
+        for lane in range(LANES):
+            ox = block * LANES + lane
+            count_a, count_b = _xnor_taps(xp, b, k, r0, ox, wa, wb)
+            acc_a[ox] += count_a
+            acc_b[ox] += count_b
+
+
+@njit(inline="always")
+def _xnor_row_stride2(xp, b, k, r0, wa, wb, acc_a, acc_b):
+    """Same as :func:`_xnor_row_stride1` for stride 2, one pixel at a time (every pixel is stored)."""
+    wa, wb = _tap_words(wa), _tap_words(wb)
+    for ox in range(acc_a.size):
+        count_a, count_b = _xnor_taps(xp, b, k, r0, 2 * ox, wa, wb)
+        acc_a[ox] += count_a
+        acc_b[ox] += count_b
+
+
+@njit(inline="always")
+def _epilogue(base, count, m, a, g, slope, z, use_rprelu):
+    """``m * s + a`` for the conv sum ``s = base - 2 * count``, then ``prelu(. + g, slope) + z`` when use_rprelu
+    (max + slope*min: branch-free, exact). base: float32; count: the int32 popcount. s is formed in float32, exact
+    below 2**24, so the loop stays in 32-bit lanes (an int64 difference was converted at half the vector width:
+    14 % slower on 200x200 maps, measured)."""
+    v = m * (base - np.float32(2.0) * np.float32(count)) + a
     if use_rprelu:
         v = v + g
         v = max(v, np.float32(0.0)) + slope * min(v, np.float32(0.0))
@@ -215,23 +266,26 @@ def _epilogue(total, m, a, g, slope, z, use_rprelu):
 
 
 @DualKernel
-def binary_conv3x3(xp, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual, out):
+def binary_conv3x3(
+    xp, nw, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual, out
+):
     """3x3 XNOR-popcount conv, padding 1, with a fused per-channel epilogue.
 
-    xp: (B, K, H + 2, W + 2) packed signs with zero border; wq: (Cout, K, 9) packed weight signs (same word
-    type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``, what a padded tap adds; cin: real input
-    channels; stride: 1 or 2. Epilogue per output channel o on the exact integer sum s:
-    ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
+    xp: (B, K, H + 2, :func:`packed_width` (W)) packed signs with zero border; nw: the image width W;
+    wq: (Cout, K, 9) packed weight signs (same word type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``,
+    what a padded tap adds; cin: real input channels; stride: 1 or 2. Epilogue per output channel o on the exact
+    integer sum s: ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
     ``y = prelu(y + rp_gamma[o], rp_slope[o]) + rp_zeta[o]``, then ``y += residual`` when residual is non-empty
     (shape (B, Cout, Ho, Wo)). out: (B, Cout, Ho, Wo) float32.
 
-    One (image, pair of output channels) per task: each output row is one loop along the row over the 9 taps,
-    both channels' weight words in registers and every input word loaded once for the two (measured 5-40 %
-    faster than one channel per task), then one vectorised epilogue pass per channel (plus the residual's).
+    One (image, pair of output channels) per task: each output row is one loop along the row over the 9 taps in
+    whole blocks of :data:`LANES` pixels (stride 1), both channels' weight words in registers and every input word
+    loaded once for the two (measured 5-40 % faster than one channel per task), then one vectorised epilogue pass
+    per channel (plus the residual's).
     """
     nb, nk, hp, _ = xp.shape
     _, nco, ho, wo = out.shape
-    nh, nw = hp - 2, xp.shape[3] - 2
+    nh = hp - 2
     has_res = residual.shape[0] > 0
     right_padded = (wo - 1) * stride + 2 > nw
     npair = (nco + 1) // 2
@@ -239,17 +293,18 @@ def binary_conv3x3(xp, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope,
         b = bp // npair
         o0 = 2 * (bp % npair)
         o1 = min(o0 + 1, nco - 1)  # an odd last channel is computed twice (same values)
-        acc0 = np.empty(wo, np.int32)
-        acc1 = np.empty(wo, np.int32)
+        row_pixels = -(-wo // LANES) * LANES if stride == 1 else wo
+        acc0 = np.empty(row_pixels, np.int32)
+        acc1 = np.empty(row_pixels, np.int32)
         for oy in range(ho):
             acc0[:] = 0
             acc1[:] = 0
             r0 = oy * stride
             for k in range(nk):
-                if stride == 1:  # a literal stride keeps the loads contiguous (vectorised, no gathers)
-                    _xnor_row(xp, b, k, r0, 1, wo, wq[o0, k], wq[o1, k], acc0, acc1)
+                if stride == 1:  # contiguous loads (vectorised, no gathers)
+                    _xnor_row_stride1(xp, b, k, r0, wq[o0, k], wq[o1, k], acc0, acc1)
                 else:
-                    _xnor_row(xp, b, k, r0, 2, wo, wq[o0, k], wq[o1, k], acc0, acc1)
+                    _xnor_row_stride2(xp, b, k, r0, wq[o0, k], wq[o1, k], acc0, acc1)
             # Remove what the padded taps added: the top/bottom tap rows for the whole row, the left/right tap
             # columns (of the rows not already removed) for the first/last pixel.
             top = r0 == 0
@@ -273,11 +328,11 @@ def binary_conv3x3(xp, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope,
                 z = rp_zeta[o] if use_rprelu else np.float32(0.0)
                 # One pass over the row; the first and last pixel (their left/right taps may be padding) again after.
                 for ox in range(wo):
-                    out[b, o, oy, ox] = _epilogue(base - 2 * acc[ox], m, a, g, sl, z, use_rprelu)
-                out[b, o, oy, 0] = _epilogue(base - left - (right if wo == 1 else 0) - 2 * acc[0], m, a, g, sl, z,
-                                             use_rprelu)  # fmt: skip
+                    out[b, o, oy, ox] = _epilogue(np.float32(base), acc[ox], m, a, g, sl, z, use_rprelu)
+                first = np.float32(base - left - (right if wo == 1 else 0))
+                out[b, o, oy, 0] = _epilogue(first, acc[0], m, a, g, sl, z, use_rprelu)
                 if wo > 1:
-                    out[b, o, oy, wo - 1] = _epilogue(base - right - 2 * acc[wo - 1], m, a, g, sl, z, use_rprelu)
+                    out[b, o, oy, wo - 1] = _epilogue(np.float32(base - right), acc[wo - 1], m, a, g, sl, z, use_rprelu)
                 if has_res:
                     for ox in range(wo):
                         out[b, o, oy, ox] += residual[b, o, oy, ox]

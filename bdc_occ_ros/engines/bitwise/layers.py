@@ -82,13 +82,15 @@ def nchw(x: torch.Tensor) -> np.ndarray:
 
 
 def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, K, H + 2, W + 2) words
-    with a zero border (the conv's padding)."""
+    """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, K, H + 2,
+    ``kernels.packed_width(W)``) words with a zero border (the conv's padding)."""
     b, c, h, w = x.shape
     dtype = kernels.word_dtype(c)
-    out = np.empty((b, kernels.num_words(c), h + 2, w + 2), dtype)
-    x = x.detach().to(torch.float32)
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    out = np.empty((b, kernels.num_words(c), h + 2, kernels.packed_width(w)), dtype)
+    x = x.detach() if x.dtype == torch.float32 else x.detach().to(torch.float32)
+    if x.is_contiguous():
+        kernels.pack_signs_nchw(x.numpy(), scale, shift, _MASKS[np.uint32], out)
+    elif x.is_contiguous(memory_format=torch.channels_last):
         kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, _MASKS[dtype], out)
     else:
         kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[np.uint32], out)
@@ -169,16 +171,16 @@ class PackedConv3x3(nn.Module):
         self.wq, self.pad_share = kernels.conv_weights(_as_words(self.bits), self.cin)
 
     def run(
-        self, xp: np.ndarray, epi: Epilogue, residual: np.ndarray = _EMPTY4, out: np.ndarray | None = None
+        self, xp: np.ndarray, width: int, epi: Epilogue, residual: np.ndarray = _EMPTY4, out: np.ndarray | None = None
     ) -> np.ndarray:
-        """xp (B, K, H + 2, W + 2) packed input -> (B, Cout, Ho, Wo) float32 after the epilogue (+ residual),
-        into ``out`` when given (C-contiguous)."""
-        b, _, hp, wp = xp.shape
-        ho, wo = kernels.conv_out_size(hp - 2, self.stride), kernels.conv_out_size(wp - 2, self.stride)
+        """xp (B, K, H + 2, packed width) packed input of an image ``width`` pixels wide (:func:`pack_activation`)
+        -> (B, Cout, Ho, Wo) float32 after the epilogue (+ residual), into ``out`` when given (C-contiguous)."""
+        b, _, hp, _ = xp.shape
+        ho, wo = kernels.conv_out_size(hp - 2, self.stride), kernels.conv_out_size(width, self.stride)
         if out is None:
             out = empty32(b, self.cout, ho, wo)
         kernels.binary_conv3x3(
-            xp, self.wq, self.pad_share, self.cin, self.stride, epi.mul, epi.add,
+            xp, width, self.wq, self.pad_share, self.cin, self.stride, epi.mul, epi.add,
             epi.rp_gamma, epi.rp_slope, epi.rp_zeta, epi.rp_gamma.size > 0, residual, out,
         )  # fmt: skip
         return out
@@ -330,11 +332,11 @@ class PackedUnit(nn.Module):
         xp = pack_activation(x, self.pack_scale, self.pack_shift)
         if self.bisr:  # RPReLU(conv3x3) + shortcut, all in the conv epilogue
             if post is NO_OPS:
-                return self.conv3.run(xp, self.epilogues[0], identity, out)
-            y = self.conv3.run(xp, self.epilogues[0], identity)
+                return self.conv3.run(xp, x.shape[3], self.epilogues[0], identity, out)
+            y = self.conv3.run(xp, x.shape[3], self.epilogues[0], identity)
             gate, identity = np.ones(y.shape[:2], np.float32), _EMPTY4  # the residual is in y already
         else:
-            y = self.conv3.run(xp, self.epilogues[0])  # (B, Cin, Ho, Wo)
+            y = self.conv3.run(xp, x.shape[3], self.epilogues[0])  # (B, Cin, Ho, Wo)
             b, _, ho, wo = y.shape
             y = y.reshape(b, -1, ho * wo)
             for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
