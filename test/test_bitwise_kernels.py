@@ -51,6 +51,16 @@ def test_binary_conv3x3_bit_exact(cin: int, cout: int, h: int, w: int, stride: i
     assert torch.equal(got, ref)
 
 
+def test_binary_conv3x3_rejects_rows_narrower_than_packed_width() -> None:
+    x, w = torch.randn(1, 8, 4, 20), torch.randn(3, 8, 3, 3)
+    wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((w >= 0).numpy()), 8)
+    narrow = pack_activation(x, np.ones(8, np.float32), np.zeros(8, np.float32))[..., :22]  # W + 2, not widened
+    out, ones = np.empty((1, 3, 4, 20), np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="packed_width"):
+        kernels.binary_conv3x3(np.ascontiguousarray(narrow), 20, wq, pad_share, 8, 1, ones, ones, _E1, _E1, _E1,
+                               False, _E4, out)  # fmt: skip
+
+
 def test_conv_epilogue_alpha_rprelu_residual() -> None:
     g = torch.Generator().manual_seed(1)
     cin, cout = 65, 7

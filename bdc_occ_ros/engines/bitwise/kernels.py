@@ -283,8 +283,10 @@ def binary_conv3x3(
     loaded once for the two (measured 5-40 % faster than one channel per task), then one vectorised epilogue pass
     per channel (plus the residual's).
     """
-    nb, nk, hp, _ = xp.shape
+    nb, nk, hp, wp = xp.shape
     _, nco, ho, wo = out.shape
+    if wp < -(-nw // LANES) * LANES + 2:  # the blocks would read past the rows (numba does not check bounds)
+        raise ValueError("binary_conv3x3: packed rows narrower than packed_width(nw)")
     nh = hp - 2
     has_res = residual.shape[0] > 0
     right_padded = (wo - 1) * stride + 2 > nw
