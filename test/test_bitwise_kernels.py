@@ -82,8 +82,17 @@ def test_conv_epilogue_alpha_rprelu_residual() -> None:
 @pytest.mark.parametrize("channels", [1, 31, 32, 63, 64, 65, 130])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_pack_signs_matches_torch(channels: int, channels_last: bool) -> None:
+    _check_pack(channels, 3, 4, channels_last)
+
+
+@pytest.mark.parametrize(("h", "w"), [(70, 64), (3, kernels.PACK_CHUNK_PIXELS + 5)])
+def test_pack_signs_over_several_chunks(h: int, w: int) -> None:
+    _check_pack(40, h, w, channels_last=False)  # chunks of whole rows, and of single rows wider than a chunk
+
+
+def _check_pack(channels: int, h: int, w: int, channels_last: bool) -> None:
     g = torch.Generator().manual_seed(channels)
-    x = torch.randn(2, channels, 3, 4, generator=g)
+    x = torch.randn(2, channels, h, w, generator=g)
     x[1, :, 1, 1] = 0.0
     x[0, :, 2, 3] = -0.0  # -0.0 >= 0 as well
     scale, shift = torch.rand(channels, generator=g) + 0.5, torch.randn(channels, generator=g)
@@ -91,12 +100,13 @@ def test_pack_signs_matches_torch(channels: int, channels_last: bool) -> None:
         x = x.contiguous(memory_format=torch.channels_last)
     packed = pack_activation(x, scale.numpy(), shift.numpy())
     dtype = kernels.word_dtype(channels)
-    assert packed.shape == (2, kernels.num_words(channels), 5, kernels.LANES + 2) and packed.dtype == dtype
+    assert packed.shape == (2, kernels.num_words(channels), h + 2, kernels.packed_width(w)) and packed.dtype == dtype
+    assert packed.shape[3] % kernels.LANES == 2 and packed.shape[3] >= w + 2
     ref = (x * scale[:, None, None] + shift[:, None, None]) >= 0
-    interior = packed[:, :, 1:-1, 1:5].transpose(0, 2, 3, 1)  # (B, H, W, K)
+    interior = packed[:, :, 1:-1, 1:w + 1].transpose(0, 2, 3, 1)  # (B, H, W, K)
     assert np.array_equal(kernels.unpack_bits(interior, channels), ref.permute(0, 2, 3, 1).numpy())
     border = packed.copy()
-    border[:, :, 1:-1, 1:5] = 0
+    border[:, :, 1:-1, 1:w + 1] = 0
     assert np.array_equal(border, np.zeros_like(border))  # the zero border (and the widened rows' end) is padding
     bits = packed.itemsize * 8
     if channels % bits:  # padding bits of the last word stay 0
