@@ -93,10 +93,16 @@ def num_words(channels: int) -> int:
     return (channels + bits - 1) // bits
 
 
+@njit(inline="always")
+def whole_blocks(pixels):
+    """``pixels`` rounded up to whole :data:`LANES` blocks (what a stride-1 conv row computes)."""
+    return -(-pixels // LANES) * LANES
+
+
 def packed_width(width: int) -> int:
     """Words per packed row for an image ``width`` pixels wide: the left padding word, the image, then zero words
     (the right padding) up to whole :data:`LANES` blocks plus the taps' reach."""
-    return -(-width // LANES) * LANES + 2
+    return whole_blocks(width) + 2
 
 
 def conv_out_size(size: int, stride: int) -> int:
@@ -285,7 +291,7 @@ def binary_conv3x3(
     """
     nb, nk, hp, wp = xp.shape
     _, nco, ho, wo = out.shape
-    if wp < -(-nw // LANES) * LANES + 2:  # the blocks would read past the rows (numba does not check bounds)
+    if wp < whole_blocks(nw) + 2:  # narrower than packed_width(nw): the blocks would read past the rows
         raise ValueError("binary_conv3x3: packed rows narrower than packed_width(nw)")
     nh = hp - 2
     has_res = residual.shape[0] > 0
@@ -295,7 +301,7 @@ def binary_conv3x3(
         b = bp // npair
         o0 = 2 * (bp % npair)
         o1 = min(o0 + 1, nco - 1)  # an odd last channel is computed twice (same values)
-        row_pixels = -(-wo // LANES) * LANES if stride == 1 else wo
+        row_pixels = whole_blocks(wo) if stride == 1 else wo
         acc0 = np.empty(row_pixels, np.int32)
         acc1 = np.empty(row_pixels, np.int32)
         for oy in range(ho):
