@@ -131,15 +131,42 @@ def test_conv_weights_layout_and_padding_share() -> None:
     assert np.array_equal(pad_share, expected)
 
 
-def test_binary_weight_conv1x1_matches_gemm() -> None:
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((50, 67)).astype(np.float32)
-    pos = rng.random((67, 9)) > 0.5
-    alpha = rng.random(9).astype(np.float32)
-    out = np.empty((50, 9), np.float32)
-    kernels.binary_weight_conv1x1(x, pos, alpha, out)
-    ref = (x.astype(np.float64) @ np.where(pos, 1.0, -1.0)) * alpha
-    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)
+def test_signed_sum_tables_select_each_weight_pattern() -> None:
+    # the sum a tabulated entry stands for, times its sign, is the weights' signed sum of the group's 4 channels
+    pos = np.random.default_rng(2).random((9, 21)) > 0.5  # 21 channels: 6 groups of 4, padded to 8 (two quads)
+    entry, sign = kernels.signed_sum_tables(pos)
+    assert entry.shape == sign.shape == (9, 8) and entry.dtype == np.int32 and set(np.unique(sign)) <= {-1.0, 1.0}
+    weights = np.ones((9, 32))
+    weights[:, :21] = np.where(pos, 1.0, -1.0)
+    bits = (entry[:, :, None] >> np.arange(3)) & 1  # channels 0..2 of the group: +1 where the bit is set
+    tabulated = np.concatenate([np.where(bits, 1.0, -1.0), np.ones((9, 8, 1))], axis=2)  # channel 3 always +1
+    assert np.array_equal(sign[:, :, None] * tabulated, weights.reshape(9, 8, 4))
+
+
+@pytest.mark.parametrize(
+    ("batch", "cin", "cout", "pixels"),
+    [
+        (2, 32, 32, 2 * kernels.POINTWISE_SLAB + 300),  # whole slabs, whole chunks and a partial chunk
+        (2, 67, 9, 50), (1, 2, 3, 1), (2, 16, 5, kernels.POINTWISE_CHUNK), (1, 130, 128, 3 * 25),
+    ],
+)  # fmt: skip
+def test_binary_pointwise_equals_torch(batch: int, cin: int, cout: int, pixels: int) -> None:
+    g = torch.Generator().manual_seed(cin * cout + pixels)
+    y = torch.randn(batch, cin, pixels, generator=g)
+    weight = torch.where(torch.rand(cout, cin, generator=g) > 0.5, 1.0, -1.0)
+    mul, add, gamma, slope, zeta = (torch.randn(cout, generator=g) for _ in range(5))
+    v = F.conv1d(y, weight[:, :, None]) * mul[:, None] + add[:, None] + gamma[:, None]
+    ref = torch.where(v > 0, v, v * slope[:, None]) + zeta[:, None]
+    entry, sign = kernels.signed_sum_tables((weight > 0).numpy())
+    out = np.full((batch, cout, pixels), np.nan, np.float32)
+    sums = np.zeros((batch, kernels.pointwise_slabs(pixels), cout), np.float32)
+    vectors = (t.numpy() for t in (mul, add, gamma, slope, zeta))
+    kernels.binary_pointwise(y.numpy(), entry, sign, *vectors, out, sums)
+    # another summation order than torch's: equal within float rounding of the conv sum's magnitude
+    scale = float(y.abs().sum(dim=1).max() * mul.abs().max())
+    torch.testing.assert_close(torch.from_numpy(out), ref, rtol=1e-5, atol=2e-6 * scale)
+    torch.testing.assert_close(torch.from_numpy(sums.sum(axis=1)), ref.sum(dim=2), rtol=1e-5,
+                               atol=2e-6 * scale * pixels)  # fmt: skip
 
 
 def test_popcount_peak_runs() -> None:
@@ -154,17 +181,6 @@ def test_avg_pool2x2_equals_torch(h: int, w: int) -> None:
     out = np.empty((2, 3, h // 2, w // 2), np.float32)
     kernels.avg_pool2x2(x.numpy(), out)
     assert torch.equal(torch.from_numpy(out), F.avg_pool2d(x, 2, 2))
-
-
-def test_affine_rprelu_equals_torch() -> None:
-    g = torch.Generator().manual_seed(5)
-    y = torch.randn(2, 4, 30, generator=g)
-    mul, add, gamma, slope, zeta = (torch.randn(4, generator=g) for _ in range(5))
-    v = y * mul[:, None] + add[:, None] + gamma[:, None]
-    ref = torch.where(v > 0, v, v * slope[:, None]) + zeta[:, None]
-    got = y.numpy().copy()
-    kernels.affine_rprelu(got, mul.numpy(), add.numpy(), gamma.numpy(), slope.numpy(), zeta.numpy())
-    assert torch.equal(torch.from_numpy(got), ref)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 1), (1, 1, 1, 7), (1, 4, 6, 1)])

@@ -149,6 +149,16 @@ def _compare(model: torch.nn.Module, packed: torch.nn.Module, imgs: torch.Tensor
     return float((a.argmax(-1) == b.argmax(-1)).float().mean())
 
 
+def test_pointwise_needs_its_rprelu() -> None:
+    # the kernel reads one RPReLU per output channel without bounds checks: a missing one must not reach it
+    from bdc_occ_ros.engines.bitwise.layers import Epilogue, PackedPointwise
+    from bdc_occ_ros.model.binary import BinaryConv2d
+
+    pw = PackedPointwise.from_conv(BinaryConv2d(8, 4, 1))
+    with pytest.raises(ValueError, match="RPReLU of 4 channels"):
+        pw.run(torch.randn(1, 8, 10).numpy(), Epilogue.fold(pw.alpha, torch.nn.Identity(), None))
+
+
 def test_packed_model_equals_torch_model(tiny, tiny_packed: BitwiseModel) -> None:
     _, model, imgs, geo = tiny
     packed = tiny_packed

@@ -15,7 +15,7 @@ from bdc_occ_ros.model.inputs import CameraGeometry
 
 def set_kernel_threads(n: int | None = None) -> int:
     """Use ``n`` threads (default: torch's intra-op thread count, capped by NUMBA_NUM_THREADS) for the numba
-    kernels and for numpy's BLAS, which runs the packed units' 1x1 GEMMs; returns n."""
+    kernels and for numpy's BLAS (the weight branches' small products); returns n."""
     import numba
     from threadpoolctl import threadpool_limits
 

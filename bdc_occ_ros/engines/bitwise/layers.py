@@ -3,9 +3,9 @@
 A :class:`PackedUnit` replaces one BiSR-Conv / BDC-V1/V2/V3 unit. Its only sign-binarized activation (the
 unit input after the ReDistribution affine) is packed once into uint32/uint64 words and consumed packed by the
 XNOR-popcount 3x3 conv, whose epilogue applies alpha, the folded BatchNorm, RPReLU and (BiSR) the residual.
-The binary-weight 1x1 convs see real-valued inputs (W1A32); they run as one float GEMM on numpy's BLAS (+-1
-weights times the (C, H*W) map: measured faster than a multiply-free numba kernel on this CPU, see the
-benchmark), followed by a vectorised affine + RPReLU pass, the weight branch on the channel means
+The binary-weight 1x1 convs see real-valued inputs (W1A32); each runs as one numba pass that adds tabulated
+signed sums of 4 input channels (one multiply-add per 4 channels instead of 4), with the affine + RPReLU and the
+channel sums fused in (:func:`kernels.binary_pointwise`), then the weight branch on the channel means
 (:class:`ChannelGate`), then one pass ``main * gate + shortcut`` into which the block around the unit fuses
 its own next step (:class:`BlockOps`, used by ``blocks.py``).
 
@@ -189,7 +189,8 @@ class PackedConv3x3(nn.Module):
 class PackedPointwise(nn.Module):
     """Binary-weight 1x1 conv on real inputs: buffers ``bits`` (Cout, K) and ``alpha`` (Cout,).
 
-    ``sign`` (Cout, Cin) float32 +-1 is rebuilt from the bits by :meth:`prepare` for the GEMM.
+    :meth:`prepare` rebuilds from the bits the kernel's tables (``entry``, ``table_sign``) and ``sign``, the
+    (Cout, Cin) float32 +-1 matrix (for the weight branch's products on channel means).
     """
 
     def __init__(self, cin: int, cout: int) -> None:
@@ -212,20 +213,23 @@ class PackedPointwise(nn.Module):
         return packed
 
     def prepare(self) -> None:
-        """Unpack the bits into the +-1 GEMM matrix (after construction or load_state_dict)."""
+        """Unpack the bits into the kernel's tables and the +-1 matrix (after construction or load_state_dict)."""
         pos = kernels.unpack_bits(_as_words(self.bits), self.cin)  # (Cout, Cin) bool
         self.sign = torch.from_numpy(np.where(pos, np.float32(1.0), np.float32(-1.0)))
+        self.entry, self.table_sign = kernels.signed_sum_tables(pos)
 
-    def matmul(self, x: np.ndarray) -> np.ndarray:
-        """(B, Cin, P) float32 -> (B, Cout, P) float32 = sign @ x (alpha is applied by the caller's epilogue).
+    def run(self, x: np.ndarray, epi: Epilogue) -> tuple[np.ndarray, np.ndarray]:
+        """x (B, Cin, P) float32 -> (``epi`` applied to the conv: (B, Cout, P) float32, its channel sums (B, Cout)).
 
-        numpy's BLAS (OpenBLAS, with Zen 4 kernels) ran these shapes 1.4x faster than torch's MKL here (measured
-        in the network: 28 vs 39 ms per frame); its threads are set by ``set_kernel_threads``."""
-        out = empty32(x.shape[0], self.cout, x.shape[2])
-        sign = self.sign.numpy()
-        for b in range(x.shape[0]):  # one GEMM per image: faster than a broadcast matmul (measured)
-            np.matmul(sign, x[b], out=out[b])
-        return out
+        The epilogue must have an RPReLU (every 1x1 conv of the BDC units has one)."""
+        if epi.rp_gamma.size != self.cout:  # the kernel reads one RPReLU per output channel, unchecked
+            raise ValueError(f"PackedPointwise.run: the epilogue needs an RPReLU of {self.cout} channels")
+        b, _, npix = x.shape
+        out = empty32(b, self.cout, npix)
+        sums = np.zeros((b, kernels.pointwise_slabs(npix), self.cout), np.float32)
+        kernels.binary_pointwise(x, self.entry, self.table_sign, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope,
+                                 epi.rp_zeta, out, sums)  # fmt: skip
+        return out, sums.sum(axis=1)
 
 
 def _pack_reweight(branch: ChannelReweight) -> ChannelReweight:
@@ -340,19 +344,19 @@ class PackedUnit(nn.Module):
             b, _, ho, wo = y.shape
             y = y.reshape(b, -1, ho * wo)
             for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
-                y = pw.matmul(y)
-                kernels.affine_rprelu(y, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope, epi.rp_zeta)
-            gate = self.gate(y)
+                y, sums = pw.run(y, epi)
+            gate = self.gate(sums / np.float32(ho * wo))
         kernels.unit_output(
             _flat(y), gate, _flat(identity), _flat(post.extra), np.float32(post.scale), *post.act, _flat(out)
         )
         return out
 
-    def gate(self, y: np.ndarray) -> np.ndarray:
-        """The weight branch on y (B, C, P) -> (B, C) per-channel gate (ones without a branch)."""
+    def gate(self, means: np.ndarray) -> np.ndarray:
+        """The weight branch on the channel means (B, C) of the main path -> (B, C) per-channel gate (ones without
+        a branch): the branch's global average pool is the means, then its two 1x1 convs."""
         if self.channel_gate is None:
-            return np.ones(y.shape[:2], np.float32)
-        return self.channel_gate(y.mean(axis=2))  # the branch's global average pool, then its two 1x1 convs
+            return np.ones(means.shape, np.float32)
+        return self.channel_gate(means)
 
 
 def warm_up() -> None:
