@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bdc_occ_ros.tools.bench import _median_ms, markdown_table, paired_ratio, timing_report
+from bdc_occ_ros.tools.bench import _median_ms, _popcount, markdown_table, paired_ratio, timing_report
 
 
 def test_median_ms_settles_each_callable_before_timing_it() -> None:
@@ -59,3 +59,9 @@ def test_timing_report_medians_and_ratios_of_the_binarized_stages() -> None:
     assert report["binarized_stages_ms"] == {"flashocc_torch": 40.0, "bdc_bitwise": 30.0}
     assert report["binarized_stages_ratio"] == {"bdc_bitwise/flashocc_torch": 0.75}
     assert report["stages_ms"]["bdc_bitwise"]["image_backbone"] == 50.0
+
+
+def test_popcount_limit_is_the_best_of_its_samples() -> None:
+    peak = _popcount(1, seconds=0.05)
+    assert peak["samples"] >= 2 and peak["threads"] == 1
+    assert peak["binary_gmacs_per_s"] >= peak["binary_gmacs_per_s_median"] > 0
