@@ -76,7 +76,18 @@ class PackedFusionDecrease(_UnitPair):
         return torch.from_numpy(self.biconv_2.run(b, post=BlockOps(extra=first, scale=0.5)))
 
 
-class PackedBasicBlock(nn.Module):
+class PackedResidualBlock(nn.Module):
+    """A block that ends in ``relu`` (an RPReLU) after adding its shortcut: the RPReLU's vectors are folded once
+    by :meth:`prepare`, not converted on every forward."""
+
+    relu: nn.Module
+
+    def prepare(self) -> None:
+        """Fold the block's RPReLU into the vectors its second unit's last pass applies (after load_state_dict)."""
+        self.act = rprelu_vectors(self.relu)
+
+
+class PackedBasicBlock(PackedResidualBlock):
     """:class:`~bdc_occ_ros.model.units.BinaryBasicBlock`: RPReLU(conv2(conv1(x)) + shortcut)."""
 
     def __init__(self, block: BinaryBasicBlock) -> None:
@@ -85,14 +96,14 @@ class PackedBasicBlock(nn.Module):
         self.conv2 = PackedUnit.from_unit(block.conv2)
         self.downsample = None if block.downsample is None else PackedUnit.from_unit(block.downsample)
         self.relu = block.relu
+        self.prepare()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = nchw(x if self.downsample is None else self.downsample(x))
-        post = BlockOps(extra=shortcut, act=rprelu_vectors(self.relu))
-        return torch.from_numpy(self.conv2.run(self.conv1(x), post=post))
+        return torch.from_numpy(self.conv2.run(self.conv1(x), post=BlockOps(extra=shortcut, act=self.act)))
 
 
-class PackedDownsampleBlock(nn.Module):
+class PackedDownsampleBlock(PackedResidualBlock):
     """:class:`~bdc_occ_ros.model.units.BinaryDownsampleBlock`: RPReLU(conv2(Down(x)) + Down'(x))."""
 
     def __init__(self, block: BinaryDownsampleBlock) -> None:
@@ -101,10 +112,11 @@ class PackedDownsampleBlock(nn.Module):
         self.conv2 = PackedUnit.from_unit(block.conv2)
         self.downsample = PackedDown(block.downsample)
         self.relu = block.relu
+        self.prepare()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = pool2x2(x)  # both Downs pool the same input: once here
-        post = BlockOps(extra=nchw(self.downsample.units(pooled)), act=rprelu_vectors(self.relu))
+        post = BlockOps(extra=nchw(self.downsample.units(pooled)), act=self.act)
         return torch.from_numpy(self.conv2.run(self.conv1.units(pooled), post=post))
 
 

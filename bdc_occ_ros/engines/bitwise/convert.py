@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bdc_occ_ros.engines.bitwise.blocks import PACKED_BLOCKS
+from bdc_occ_ros.engines.bitwise.blocks import PACKED_BLOCKS, PackedResidualBlock
 from bdc_occ_ros.engines.bitwise.layers import PackedConv3x3, PackedPointwise, PackedUnit
 from bdc_occ_ros.model.binary import BinaryConv2d
 from bdc_occ_ros.model.inputs import CameraGeometry
@@ -38,9 +38,10 @@ class BitwiseModel(nn.Module):
         return {name: m for name, m in self.network.named_modules() if isinstance(m, PackedUnit)}
 
     def prepare(self) -> None:
-        """Refresh every unit's folded epilogue vectors (after load_state_dict)."""
-        for unit in self.packed_units().values():
-            unit.prepare()
+        """Refresh the folded vectors of every packed unit and residual block (after load_state_dict)."""
+        for module in self.network.modules():
+            if isinstance(module, PackedUnit | PackedResidualBlock):
+                module.prepare()
 
 
 def pack_model(model: OccupancyNetwork) -> BitwiseModel:
