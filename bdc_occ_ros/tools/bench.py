@@ -54,7 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
     p.add_argument("--synth", type=Path, default=None, help="SynthOcc directory for label agreement")
     p.add_argument("--frames", type=int, default=2, help="SynthOcc frames to use (generated when --synth is absent)")
-    p.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: torch's default)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument("--kernel-threads", type=int, default=None,
+                   help="numba/BLAS threads of the bitwise engine (default: the engine's default, 1)")  # fmt: skip
     p.add_argument("--markdown", type=Path, default=None, help="also write the README table (Markdown)")
     p.set_defaults(func=run)
 
@@ -380,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bdc_occ_ros.config import UnitVariant, load_model_config
     from bdc_occ_ros.engines.bitwise.convert import pack_model, weight_bytes
-    from bdc_occ_ros.engines.bitwise.engine import set_kernel_threads
+    from bdc_occ_ros.engines.bitwise.engine import DEFAULT_KERNEL_THREADS, set_kernel_threads
     from bdc_occ_ros.engines.bitwise.packed_file import save_packed
     from bdc_occ_ros.model.checkpoint import load_checkpoint, load_model, save_checkpoint
     from bdc_occ_ros.model.network import build_model
@@ -390,13 +392,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    kernel_threads = set_kernel_threads(args.threads)
     cfg = load_model_config(args.config)
     if not cfg.binary:
         raise ValueError(f"--config {args.config}: unit is fp; give the binarized model (its FP twin is derived)")
     checkpoint = args.checkpoint or (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None)
     report: dict[str, Any] = {"machine": _machine(), "config": str(args.config), "repeats": args.repeats}
-    report["machine"]["numba_threads"] = kernel_threads
 
     with tempfile.TemporaryDirectory(prefix="bdc_bench_") as tmp:
         if checkpoint is not None:
@@ -421,6 +421,9 @@ def run(args: argparse.Namespace) -> int:
             pipe.engine = _Capture(pipe.engine)
         if pipes["bdc_bitwise"].engine.name != "bitwise":
             raise RuntimeError("the bitwise engine is unavailable here (fell back to torch); see the warning above")
+        # after the engine's own default, so an explicit choice wins for the whole run
+        kernel_threads = set_kernel_threads(args.kernel_threads or DEFAULT_KERNEL_THREADS)
+        report["machine"]["numba_threads"] = kernel_threads
 
         frames = _frames(args, Path(tmp))
         agreement: dict[str, float] = {}

@@ -12,14 +12,21 @@ from bdc_occ_ros.engines import EngineOutput
 from bdc_occ_ros.engines.errors import EngineUnavailable
 from bdc_occ_ros.model.inputs import CameraGeometry
 
+#: Threads of the numba kernels unless asked otherwise: one, whatever torch uses. Measured on the 2-core dev VM
+#: (2026-11-22, image neck + BEV encoder + heads, torch at 2 threads): 138-146 ms with serial kernels, 171-200 ms
+#: with 2 numba threads, 207 ms with only kernels of >= 0.5-1 M elements parallel, although each parallel kernel
+#: alone ran up to 2x faster (a launch in a tight loop costs 2-3 us; between the network's kernels the pool's idle
+#: threads presumably take far longer to wake: not isolated). torch's own threads still serve the torch layers.
+DEFAULT_KERNEL_THREADS = 1
 
-def set_kernel_threads(n: int | None = None) -> int:
-    """Use ``n`` threads (default: torch's intra-op thread count, capped by NUMBA_NUM_THREADS) for the numba
-    kernels and for numpy's BLAS (the weight branches' small products); returns n."""
+
+def set_kernel_threads(n: int = DEFAULT_KERNEL_THREADS) -> int:
+    """Use ``n`` threads (capped by NUMBA_NUM_THREADS) for the numba kernels and for numpy's BLAS (the weight
+    branches' small products); returns n. torch's thread count is left as it is."""
     import numba
     from threadpoolctl import threadpool_limits
 
-    n = min(n or torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")  # process-wide; torch's own MKL/OpenMP pools are not affected
     return n
@@ -27,7 +34,8 @@ def set_kernel_threads(n: int | None = None) -> int:
 
 class BitwiseEngine:
     """XNOR-popcount engine. ``checkpoint``: a packed file (``bdc-occ bench``/:func:`save_packed`), a float
-    checkpoint (packed on load) or None (random init). CPU only; numba and BLAS threads follow torch's thread count."""
+    checkpoint (packed on load) or None (random init). CPU only; its kernels run on :data:`DEFAULT_KERNEL_THREADS`
+    numba and BLAS threads (:func:`set_kernel_threads` after construction changes that)."""
 
     name = "bitwise"
 
