@@ -15,9 +15,8 @@ from bdc_occ_ros.model.inputs import CameraGeometry
 #: Threads of the numba kernels unless asked otherwise: one, whatever torch uses. Measured on the 2-core dev VM
 #: (2026-11-22, image neck + BEV encoder + heads, torch at 2 threads): 138-146 ms with serial kernels, 171-200 ms
 #: with 2 numba threads, 207 ms with only kernels of >= 0.5-1 M elements parallel, although each parallel kernel
-#: alone ran up to 2x faster. The kernels split their work differently (by channel, by pixel slab), so each core
-#: mostly reads what the other left in its L2 (our reading; docs/performance.md). torch's threads still serve the
-#: torch layers.
+#: alone ran up to 2x faster; the cause is not found (docs/performance.md). torch's threads still serve the torch
+#: layers.
 DEFAULT_KERNEL_THREADS = 1
 
 
