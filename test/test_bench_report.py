@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 
-from bdc_occ_ros.tools.bench import _median_ms, _popcount, markdown_table, paired_ratio, timing_report
+import numba
+import pytest
+
+from bdc_occ_ros.tools.bench import _median_ms, _memory, _popcount, markdown_table, paired_ratio, timing_report
 
 
 def test_median_ms_settles_each_callable_before_timing_it() -> None:
@@ -32,12 +35,14 @@ def test_markdown_table_groups_layers_and_lists_engines() -> None:
         "end_to_end_ms": {"flashocc_torch": 100.0, "bdc_bitwise": 90.0},
         "stages_ms": {"flashocc_torch": {"heads": 10.0}, "bdc_bitwise": {"heads": 8.0}},
         "end_to_end_ratio": {"bdc_bitwise/flashocc_torch": 0.9},
+        "memory_bandwidth": {"l3": {"bytes_per_thread": 1 << 23, "gb_per_s_1_threads": 100.0, "scaling": 1.7}},
     }
     table = markdown_table(report)
     assert "| xnor3x3 | 1x32x8x8->32 s1 | 2 | `a.conv3x3` | 2.00 | 0.50 | 4.0x | 5.0x |" in table
     assert "| pointwise | 1x32x8x8->32 | 1 | `a.conv1x1_0` | 1.00 | 1.00 | 1.0x | - |" in table
     assert "| bdc_bitwise | 90 | 8 |" in table
     assert "bdc_bitwise/flashocc_torch = 0.900" in table
+    assert "l3 8 MB per thread 100 GB/s x1.70" in table
 
 
 def test_paired_ratio_follows_the_rounds_not_the_medians() -> None:
@@ -65,3 +70,16 @@ def test_popcount_limit_is_the_best_of_its_samples() -> None:
     peak = _popcount(1, seconds=0.05)
     assert peak["samples"] >= 2 and peak["threads"] == 1
     assert peak["binary_gmacs_per_s"] >= peak["binary_gmacs_per_s_median"] > 0
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_memory_probe_reports_each_size_and_the_scaling(cores: int) -> None:
+    if cores > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"numba has {numba.config.NUMBA_NUM_THREADS} thread(s)")
+    before = numba.get_num_threads()
+    report = _memory(cores, seconds=0.01, sizes={"small": 1 << 16, "large": 1 << 22})
+    assert numba.get_num_threads() == before  # the probe restores the engine's thread count
+    assert list(report) == ["small", "large"]
+    for row in report.values():
+        assert row[f"gb_per_s_{cores}_threads"] > 0 and row["gb_per_s_1_threads"] > 0
+        assert row["scaling"] == pytest.approx(row[f"gb_per_s_{cores}_threads"] / row["gb_per_s_1_threads"])

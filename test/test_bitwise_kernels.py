@@ -175,6 +175,15 @@ def test_popcount_peak_runs() -> None:
     assert kernels.popcount_peak(words, 3) == expected
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stream_peak_writes_the_last_pass(threads: int) -> None:
+    x = np.random.default_rng(threads).standard_normal((threads, 1000)).astype(np.float32)
+    out = np.zeros_like(x)
+    kernel = kernels.stream_peak.parallel if threads > 1 else kernels.stream_peak.serial
+    kernel(x, out, 3)
+    np.testing.assert_array_equal(out, x * np.float32(1.5) + np.float32(2.0))
+
+
 @pytest.mark.parametrize(("h", "w"), [(8, 6), (7, 9), (2, 2)])
 def test_avg_pool2x2_equals_torch(h: int, w: int) -> None:
     x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h * w))

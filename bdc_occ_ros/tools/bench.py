@@ -371,12 +371,65 @@ def _popcount(threads: int, seconds: float = POPCOUNT_SECONDS) -> dict[str, floa
             "samples": len(rates), "threads": threads}  # fmt: skip
 
 
+#: Bytes (input + output) each thread streams per pass in the memory probe: within this VM's 2 MB L2, within its
+#: 32 MB L3, beyond it. A 32x200x200 float map is 5 MB.
+STREAM_BYTES = {"l2": 1 << 20, "l3": 1 << 23, "dram": 1 << 27}
+
+#: Sampling time of the memory probe per buffer size and thread count, in calls of about 5 ms (a parallel call
+#: pays the pool's wake-up, 40-80 us here, once).
+STREAM_SECONDS = 0.5
+
+
+def _stream_rate(kernel, x, out, seconds: float) -> float:
+    """Best read+write GB/s of ``kernel(x, out, repeats)`` over calls of about 5 ms for ``seconds``."""
+    kernel(x, out, 1)  # compile or load
+    start = time.perf_counter()
+    kernel(x, out, 1)
+    repeats = max(1, round(0.005 / max(time.perf_counter() - start, 1e-6)))
+    rates = []
+    end = time.perf_counter() + seconds
+    while not rates or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        kernel(x, out, repeats)
+        rates.append((x.nbytes + out.nbytes) * repeats / (time.perf_counter() - t0) / 1e9)
+    return max(rates)
+
+
+def _memory(
+    cores: int, seconds: float = STREAM_SECONDS, sizes: dict[str, int] = STREAM_BYTES
+) -> dict[str, dict[str, float]]:
+    """Streaming bandwidth per buffer size (bytes per thread, :data:`STREAM_BYTES`) on 1 thread and on ``cores``
+    threads each with its own buffer, and their ratio: how much more the passes over the maps get from more cores
+    at each cache level."""
+    import numba
+    import numpy as np
+
+    from bdc_occ_ros.engines.bitwise import kernels
+
+    report = {}
+    previous = numba.get_num_threads()
+    numba.set_num_threads(cores)
+    try:
+        for level, nbytes in sizes.items():
+            row = {"bytes_per_thread": nbytes}
+            for threads in sorted({1, cores}):
+                x = np.ones((threads, nbytes // 8), np.float32)
+                kernel = kernels.stream_peak.parallel if threads > 1 else kernels.stream_peak.serial
+                row[f"gb_per_s_{threads}_threads"] = _stream_rate(kernel, x, np.empty_like(x), seconds)
+            row["scaling"] = row[f"gb_per_s_{cores}_threads"] / row["gb_per_s_1_threads"]
+            report[level] = row
+    finally:
+        numba.set_num_threads(previous)
+    return report
+
+
 # ------------------------------------------------------------------------------------------------- run
 
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
+    import numba
     import torch
     from tqdm import tqdm
 
@@ -466,6 +519,7 @@ def run(args: argparse.Namespace) -> int:
     best = max(r["binary_gmacs_per_s"] for r in report["layers"] if r["kind"] == "xnor3x3")
     report["popcount"] = {**peak, "best_layer_binary_gmacs_per_s": best,
                           "best_layer_fraction_of_limit": best / peak["binary_gmacs_per_s"]}  # fmt: skip
+    report["memory_bandwidth"] = _memory(numba.config.NUMBA_NUM_THREADS)
     report["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["machine"]["loadavg_end"] = list(os.getloadavg())
 
@@ -505,4 +559,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         if report.get(key):
             lines += ["", f"{label}, median over rounds of the time ratio within a round: "
                       + ", ".join(f"{k} = {v:.3f}" for k, v in report[key].items()) + "."]  # fmt: skip
+    if report.get("memory_bandwidth"):
+        lines += ["", "Streaming bandwidth (read + write, best call), 1 thread -> all cores: " + ", ".join(
+            f"{level} {row['bytes_per_thread'] / 2**20:g} MB per thread {row['gb_per_s_1_threads']:.0f} GB/s "
+            f"x{row['scaling']:.2f}" for level, row in report["memory_bandwidth"].items()) + "."]  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -605,6 +605,24 @@ def popcount_peak(words, repeats):
     return sums.sum()
 
 
+
+@DualKernel
+def stream_peak(x, out, repeats):
+    """Streaming passes ``out = 1.5 * x + r`` (r the pass number) over per-thread buffers: the memory bandwidth that
+    a kernel's pass over a map sees at that buffer size.
+
+    x, out: (T, N) float32 with T = number of threads, each thread streaming its own row; each pass reads 4 and
+    writes 4 bytes per element.
+    """
+    nt, n = x.shape
+    for t in prange(nt):
+        src = x[t]
+        dst = out[t]
+        for r in range(repeats):
+            shift = np.float32(r)
+            for i in range(n):
+                dst[i] = src[i] * np.float32(1.5) + shift
+
 def pack_weights3x3(sign_pos: np.ndarray) -> np.ndarray:
     """Pack 3x3 weight signs.
 
