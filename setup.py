@@ -26,6 +26,7 @@ setup(
         "safetensors>=0.4",
         "rosbags>=0.10",
         "numba>=0.60",
+        'tbb>=2021.6; platform_machine == "x86_64"',
         "threadpoolctl>=3.1",
         "tqdm>=4.60",
     ],

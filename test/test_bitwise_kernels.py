@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -49,6 +50,29 @@ def test_binary_conv3x3_bit_exact(cin: int, cout: int, h: int, w: int, stride: i
     got = _packed_conv(x, wt, stride)
     assert got.shape == ref.shape
     assert torch.equal(got, ref)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+@pytest.mark.parametrize("stride", [1, 2])
+def test_binary_conv3x3_parallel_build_by_output_size(stride: int) -> None:
+    """A 32-channel 150x150 map packs into 23k words, below PARALLEL_MIN_ELEMENTS, but the conv writes 180k (stride
+    2) or 720k outputs: with 2 numba threads the parallel build runs, and its sums are exact."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        g = torch.Generator().manual_seed(stride)
+        x, wt = torch.randn(1, 32, 150, 150, generator=g), torch.randn(32, 32, 3, 3, generator=g)
+        xp = pack_activation(x, np.ones(32, np.float32), np.zeros(32, np.float32))
+        wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((wt >= 0).numpy()), 32)
+        ho = kernels.conv_out_size(150, stride)
+        out, ones = np.empty((1, 32, ho, ho), np.float32), np.ones(32, np.float32)
+        args = (xp, 150, wq, pad_share, 32, stride, ones, ones * 0, _E1, _E1, _E1, False, _E4, out)
+        assert xp.size < kernels.PARALLEL_MIN_ELEMENTS <= out.size
+        assert kernels.binary_conv3x3.build_for(*args) is kernels.binary_conv3x3.parallel
+        kernels.binary_conv3x3(*args)
+    finally:
+        numba.set_num_threads(previous)
+    assert torch.equal(torch.from_numpy(out), F.conv2d(_sign(x), _sign(wt), stride=stride, padding=1))
 
 
 def test_binary_conv3x3_rejects_rows_narrower_than_packed_width() -> None:

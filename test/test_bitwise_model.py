@@ -205,6 +205,23 @@ def test_engine_falls_back_to_torch_without_numba(tiny, monkeypatch: pytest.Monk
     assert create_engine("bitwise", tiny[0]).name == "torch"
 
 
+@pytest.mark.parametrize("layer", ["tbb", "workqueue"])
+def test_default_kernel_threads_follow_the_threading_layer(layer: str) -> None:
+    """torch's thread count with TBB, 1 with workqueue (each parallel call wakes sleeping pool threads). A fresh
+    process per layer: numba fixes its layer when the pool starts."""
+    import os
+    import subprocess
+
+    if layer == "tbb":
+        pytest.importorskip("numba.np.ufunc.tbbpool", reason="numba's TBB layer is not usable here")
+    code = ("import torch; torch.set_num_threads(2); import numba; "
+            "from bdc_occ_ros.engines.bitwise.engine import default_kernel_threads; "
+            "print(default_kernel_threads(), numba.threading_layer())")  # fmt: skip
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == (["2", "tbb"] if layer == "tbb" else ["1", "workqueue"])
+
+
 @pytest.mark.skipif(not TRAINED.is_file(), reason=f"trained checkpoint {TRAINED.name} not present")
 def test_trained_checkpoint_agreement() -> None:
     from bdc_occ_ros.model.checkpoint import load_checkpoint

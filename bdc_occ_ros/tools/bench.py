@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=2, help="SynthOcc frames to use (generated when --synth is absent)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     p.add_argument("--kernel-threads", type=int, default=None,
-                   help="numba/BLAS threads of the bitwise engine (default: the engine's default, 1)")  # fmt: skip
+                   help="numba/BLAS threads of the bitwise engine (default: the engine's default: torch's "
+                        "threads with numba's TBB layer, else 1)")  # fmt: skip
     p.add_argument("--markdown", type=Path, default=None, help="also write the README table (Markdown)")
     p.set_defaults(func=run)
 
@@ -125,7 +126,6 @@ def _machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "numba_threads": numba.get_num_threads(),
-        "numba_threading_layer": numba.config.THREADING_LAYER,
         "host_cpu_llvm": llvm.get_host_cpu_name(),
         "torch": torch.__version__,
         "numba": numba.__version__,
@@ -435,7 +435,7 @@ def run(args: argparse.Namespace) -> int:
 
     from bdc_occ_ros.config import UnitVariant, load_model_config
     from bdc_occ_ros.engines.bitwise.convert import pack_model, weight_bytes
-    from bdc_occ_ros.engines.bitwise.engine import DEFAULT_KERNEL_THREADS, set_kernel_threads
+    from bdc_occ_ros.engines.bitwise.engine import set_kernel_threads
     from bdc_occ_ros.engines.bitwise.packed_file import save_packed
     from bdc_occ_ros.model.checkpoint import load_checkpoint, load_model, save_checkpoint
     from bdc_occ_ros.model.network import build_model
@@ -475,8 +475,9 @@ def run(args: argparse.Namespace) -> int:
         if pipes["bdc_bitwise"].engine.name != "bitwise":
             raise RuntimeError("the bitwise engine is unavailable here (fell back to torch); see the warning above")
         # after the engine's own default, so an explicit choice wins for the whole run
-        kernel_threads = set_kernel_threads(args.kernel_threads or DEFAULT_KERNEL_THREADS)
+        kernel_threads = set_kernel_threads(args.kernel_threads)
         report["machine"]["numba_threads"] = kernel_threads
+        report["machine"]["numba_threading_layer"] = numba.threading_layer()
 
         frames = _frames(args, Path(tmp))
         agreement: dict[str, float] = {}

@@ -12,20 +12,31 @@ from bdc_occ_ros.engines import EngineOutput
 from bdc_occ_ros.engines.errors import EngineUnavailable
 from bdc_occ_ros.model.inputs import CameraGeometry
 
-#: Threads of the numba kernels unless asked otherwise: one, whatever torch uses. Measured on the 2-core dev VM
-#: (2026-11-22, image neck + BEV encoder + heads, torch at 2 threads): 138-146 ms with serial kernels, 171-200 ms
-#: with 2 numba threads, 207 ms with only kernels of >= 0.5-1 M elements parallel, although each parallel kernel
-#: alone ran up to 2x faster; the cause is not found (docs/performance.md). torch's threads still serve the torch
-#: layers.
-DEFAULT_KERNEL_THREADS = 1
+
+def default_kernel_threads() -> int:
+    """Threads of the numba kernels unless asked otherwise: torch's thread count with numba's TBB threading layer,
+    1 with workqueue (its fallback when the ``tbb`` package is missing, see ``kernels.py``).
+
+    Measured with ``bdc-occ bench`` on the 2-core dev VM (2026-12-07, torch at 2 threads), end to end bitwise / FP
+    twin: 1.008-1.031 in four runs with TBB and 2 kernel threads, 1.048-1.053 in two with TBB and 1, 1.037-1.067 in
+    three with workqueue and 1, 1.094-1.117 in two with workqueue and 2 (each parallel call waits 40-80 us for
+    sleeping pool threads). Starts numba's thread pool, which picks the layer.
+    """
+    import numba
+
+    from bdc_occ_ros.engines.bitwise import kernels  # noqa: F401  (configures the threading layer)
+
+    numba.get_num_threads()  # launches the pool: the threading layer is chosen from here on
+    return torch.get_num_threads() if numba.threading_layer() == "tbb" else 1
 
 
-def set_kernel_threads(n: int = DEFAULT_KERNEL_THREADS) -> int:
-    """Use ``n`` threads (capped by NUMBA_NUM_THREADS) for the numba kernels and for numpy's BLAS (the weight
-    branches' small products); returns n. torch's thread count is left as it is."""
+def set_kernel_threads(n: int | None = None) -> int:
+    """Use ``n`` threads (capped by NUMBA_NUM_THREADS; None: :func:`default_kernel_threads`) for the numba kernels
+    and for numpy's BLAS (the weight branches' small products); returns n. torch's thread count is left as it is."""
     import numba
     from threadpoolctl import threadpool_limits
 
+    n = default_kernel_threads() if n is None else n
     n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
     threadpool_limits(limits=n, user_api="blas")  # process-wide; torch's own MKL/OpenMP pools are not affected
@@ -34,7 +45,7 @@ def set_kernel_threads(n: int = DEFAULT_KERNEL_THREADS) -> int:
 
 class BitwiseEngine:
     """XNOR-popcount engine. ``checkpoint``: a packed file (``bdc-occ bench``/:func:`save_packed`), a float
-    checkpoint (packed on load) or None (random init). CPU only; its kernels run on :data:`DEFAULT_KERNEL_THREADS`
+    checkpoint (packed on load) or None (random init). CPU only; its kernels run on :func:`default_kernel_threads`
     numba and BLAS threads (:func:`set_kernel_threads` after construction changes that)."""
 
     name = "bitwise"

@@ -29,7 +29,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-#: Inputs (first kernel argument) smaller than this run serially even with several numba threads.
+#: Calls whose work array (:class:`DualKernel`'s ``work_arg``) has fewer elements run serially even with several
+#: numba threads.
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
 #: Output pixels a stride-1 conv computes per inner loop: a whole vector of 32-bit lanes, so rows of any width
@@ -46,11 +47,14 @@ POINTWISE_CHUNK = 128
 #: Pixels per parallel task of :func:`binary_pointwise` (whole chunks; each task has its own tables and sums).
 POINTWISE_SLAB = 16 * POINTWISE_CHUNK
 
-# numba's default OpenMP layer and torch's bundled OpenMP runtime stall each other (measured: a 0.3 ms pack
-# took 8 ms once torch was imported); the workqueue layer has no such interaction. An explicit
-# NUMBA_THREADING_LAYER in the environment still wins. Kernels are called from one thread at a time.
+# numba's OpenMP layer and torch's bundled OpenMP runtime stall each other (measured: a 0.3 ms pack took 8 ms once
+# torch was imported). TBB (the pip package ``tbb``, x86-64) comes first: the calling thread takes part in the work
+# and the workers wait spinning for a moment before they sleep, so a parallel kernel starts at once; workqueue, the
+# fallback, wakes its sleeping pool threads on every call (40-80 us measured here, as long as a small layer takes).
+# An explicit NUMBA_THREADING_LAYER in the environment still wins. Kernels are called from one thread at a time.
 if not os.environ.get("NUMBA_THREADING_LAYER"):
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+    numba.config.THREADING_LAYER = "default"
 
 
 class DualKernel:
@@ -59,22 +63,28 @@ class DualKernel:
     The serial build is used with one numba thread and for small inputs: a parallel launch hands the work
     to pool threads that must be woken and scheduled, which costs milliseconds per call on a loaded machine
     (measured here under load 13: a 0.3 ms pack took 8 ms), more than small layers take to compute.
+    ``work_arg``: the argument whose size measures a call's work (the first, a float map, unless given; the conv
+    gives its output, since its packed input holds 32 or 64 channels per word).
     """
 
-    def __init__(self, fn, fastmath: frozenset[str] = frozenset()) -> None:
+    def __init__(self, fn, fastmath: frozenset[str] = frozenset(), work_arg: int = 0) -> None:
         # A renamed copy of the function gets its own on-disk cache entry (numba keys caches by qualname).
         serial = pyfunctypes.FunctionType(fn.__code__, fn.__globals__, f"{fn.__name__}_serial", fn.__defaults__)
         serial.__qualname__ = f"{fn.__qualname__}_serial"
         options = {"cache": True, "nogil": True, "fastmath": set(fastmath)}
         self.parallel = njit(parallel=True, **options)(fn)
         self.serial = njit(**options)(serial)
+        self.work_arg = work_arg
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
+    def build_for(self, *args):
+        """The build a call with these arguments runs: parallel with several numba threads and enough work."""
+        big = args[self.work_arg].size >= PARALLEL_MIN_ELEMENTS
+        return self.parallel if big and numba.get_num_threads() > 1 else self.serial
+
     def __call__(self, *args):
-        big = args[0].size >= PARALLEL_MIN_ELEMENTS
-        kernel = self.parallel if big and numba.get_num_threads() > 1 else self.serial
-        return kernel(*args)
+        return self.build_for(*args)(*args)
 
 
 @intrinsic
@@ -301,7 +311,7 @@ def _row_base(pad_share, o, cin, top, bottom, right_padded, base):
     base[0] = np.float32(full - left - (right if wo == 1 else 0))
 
 
-@DualKernel
+@partial(DualKernel, work_arg=-1)
 def binary_conv3x3(
     xp, nw, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual, out
 ):
