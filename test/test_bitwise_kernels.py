@@ -55,7 +55,7 @@ def test_binary_conv3x3_bit_exact(cin: int, cout: int, h: int, w: int, stride: i
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 @pytest.mark.parametrize("stride", [1, 2])
 def test_binary_conv3x3_parallel_build_by_output_size(stride: int) -> None:
-    """A 32-channel 150x150 map packs into 23k words, below PARALLEL_MIN_ELEMENTS, but the conv writes 180k (stride
+    """A 32-channel 150x150 map packs into 25k words, below PARALLEL_MIN_ELEMENTS, but the conv writes 180k (stride
     2) or 720k outputs: with 2 numba threads the parallel build runs, and its sums are exact."""
     previous = numba.get_num_threads()
     numba.set_num_threads(2)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -209,9 +211,6 @@ def test_engine_falls_back_to_torch_without_numba(tiny, monkeypatch: pytest.Monk
 def test_default_kernel_threads_follow_the_threading_layer(layer: str) -> None:
     """torch's thread count with TBB, 1 with workqueue (each parallel call wakes sleeping pool threads). A fresh
     process per layer: numba fixes its layer when the pool starts."""
-    import os
-    import subprocess
-
     if layer == "tbb":
         pytest.importorskip("numba.np.ufunc.tbbpool", reason="numba's TBB layer is not usable here")
     code = ("import torch; torch.set_num_threads(2); import numba; "

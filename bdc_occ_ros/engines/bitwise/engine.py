@@ -18,7 +18,7 @@ def default_kernel_threads() -> int:
     1 with workqueue (its fallback when the ``tbb`` package is missing, see ``kernels.py``).
 
     Measured with ``bdc-occ bench`` on the 2-core dev VM (2026-12-07, torch at 2 threads), end to end bitwise / FP
-    twin: 1.008-1.031 in four runs with TBB and 2 kernel threads, 1.048-1.053 in two with TBB and 1, 1.037-1.067 in
+    twin: 0.993-1.031 in six runs with TBB and 2 kernel threads, 1.048-1.053 in two with TBB and 1, 1.037-1.067 in
     three with workqueue and 1, 1.094-1.117 in two with workqueue and 2 (each parallel call waits 40-80 us for
     sleeping pool threads). Starts numba's thread pool, which picks the layer.
     """

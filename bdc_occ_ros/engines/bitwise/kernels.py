@@ -615,7 +615,6 @@ def popcount_peak(words, repeats):
     return sums.sum()
 
 
-
 @DualKernel
 def stream_peak(x, out, repeats):
     """Streaming passes ``out = 1.5 * x + r`` (r the pass number) over per-thread buffers: the memory bandwidth that
@@ -632,6 +631,7 @@ def stream_peak(x, out, repeats):
             shift = np.float32(r)
             for i in range(n):
                 dst[i] = src[i] * np.float32(1.5) + shift
+
 
 def pack_weights3x3(sign_pos: np.ndarray) -> np.ndarray:
     """Pack 3x3 weight signs.
