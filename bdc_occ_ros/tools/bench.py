@@ -350,6 +350,17 @@ def timing_report(rounds: dict[str, list[float]], stage_rounds: dict[str, list[d
 POPCOUNT_SECONDS = 1.0
 
 
+def _rate_samples(call: Callable[[], Any], work: float, seconds: float) -> list[float]:
+    """``work`` / wall time of each ``call()``, calling it back to back for ``seconds`` (at least once)."""
+    rates = []
+    end = time.perf_counter() + seconds
+    while not rates or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        call()
+        rates.append(work / (time.perf_counter() - t0))
+    return rates
+
+
 def _popcount(threads: int, seconds: float = POPCOUNT_SECONDS) -> dict[str, float]:
     """The CPU's XOR-popcount rate in a tight L1-resident loop, sampled (about 1 ms each) for ``seconds``: the
     best sample is the limit, the median shows the phase the machine spent most of the time in."""
@@ -361,12 +372,7 @@ def _popcount(threads: int, seconds: float = POPCOUNT_SECONDS) -> dict[str, floa
     repeats = 20000
     kernel = kernels.popcount_peak.parallel if threads > 1 else kernels.popcount_peak.serial
     kernel(words, 10)
-    rates = []
-    end = time.perf_counter() + seconds
-    while not rates or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        kernel(words, repeats)
-        rates.append(words.size * repeats * 64 / (time.perf_counter() - t0) / 1e9)
+    rates = _rate_samples(lambda: kernel(words, repeats), words.size * repeats * 64 / 1e9, seconds)
     return {"binary_gmacs_per_s": max(rates), "binary_gmacs_per_s_median": statistics.median(rates),
             "samples": len(rates), "threads": threads}  # fmt: skip
 
@@ -386,13 +392,7 @@ def _stream_rate(kernel, x, out, seconds: float) -> float:
     start = time.perf_counter()
     kernel(x, out, 1)
     repeats = max(1, round(0.005 / max(time.perf_counter() - start, 1e-6)))
-    rates = []
-    end = time.perf_counter() + seconds
-    while not rates or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        kernel(x, out, repeats)
-        rates.append((x.nbytes + out.nbytes) * repeats / (time.perf_counter() - t0) / 1e9)
-    return max(rates)
+    return max(_rate_samples(lambda: kernel(x, out, repeats), (x.nbytes + out.nbytes) * repeats / 1e9, seconds))
 
 
 def _memory(
