@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from bdc_occ_ros.openmp import load_system_openmp
+
 #: Tool modules under bdc_occ_ros.tools, in the order ``bdc-occ --help`` lists them.
 TOOL_MODULES: tuple[str, ...] = (
     "synth",
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_system_openmp()  # before the tool modules import torch
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

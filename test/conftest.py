@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import ros_harness
 
+from bdc_occ_ros.openmp import load_system_openmp
+
 _MODE_KEY = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    load_system_openmp()  # before any test imports torch: the OpenMP runtime the entry points give torch
     # Before any test imports rclpy: set the loopback defaults, refuse to run when DDS could leave the machine.
     try:
         mode = ros_harness.configure_session_environment()

@@ -33,6 +33,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from bdc_occ_ros.geometry import CalibrationError, RigCalibration
+from bdc_occ_ros.openmp import load_system_openmp
 from bdc_occ_ros.ros.convert import (
     OUTPUT_TOPICS,
     OUTPUT_TYPES,
@@ -410,6 +411,7 @@ def spin_until_stopped(executor, node, ok: Callable[[], bool] = rclpy.ok) -> int
 
 
 def main(argv: list[str] | None = None) -> int:
+    load_system_openmp()  # before the engine imports torch
     try:
         rclpy.init(args=argv)
     except Exception as exc:  # rcl rejects malformed --ros-args (e.g. "-p name:=" without a value)

@@ -439,6 +439,7 @@ def run(args: argparse.Namespace) -> int:
     from bdc_occ_ros.engines.bitwise.packed_file import save_packed
     from bdc_occ_ros.model.checkpoint import load_checkpoint, load_model, save_checkpoint
     from bdc_occ_ros.model.network import build_model
+    from bdc_occ_ros.openmp import openmp_runtimes
     from bdc_occ_ros.pipeline import OccupancyPipeline
 
     if args.repeats < 1:
@@ -478,6 +479,7 @@ def run(args: argparse.Namespace) -> int:
         kernel_threads = set_kernel_threads(args.kernel_threads)
         report["machine"]["numba_threads"] = kernel_threads
         report["machine"]["numba_threading_layer"] = numba.threading_layer()
+        report["machine"]["openmp_runtimes"] = [str(path) for path in openmp_runtimes()]  # one: shared with torch
 
         frames = _frames(args, Path(tmp))
         agreement: dict[str, float] = {}

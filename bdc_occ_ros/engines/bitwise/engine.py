@@ -11,23 +11,26 @@ from bdc_occ_ros.config import ModelConfig
 from bdc_occ_ros.engines import EngineOutput
 from bdc_occ_ros.engines.errors import EngineUnavailable
 from bdc_occ_ros.model.inputs import CameraGeometry
+from bdc_occ_ros.openmp import openmp_runtimes
 
 
 def default_kernel_threads() -> int:
-    """Threads of the numba kernels unless asked otherwise: torch's thread count with numba's TBB threading layer,
-    1 with workqueue (its fallback when the ``tbb`` package is missing, see ``kernels.py``).
+    """Threads of the numba kernels unless asked otherwise: torch's thread count where a parallel kernel starts at
+    once, i.e. on numba's OpenMP layer sharing torch's runtime (``bdc_occ_ros.openmp``) or on TBB; else 1
+    (workqueue wakes sleeping pool threads on every call; a second OpenMP runtime stalls against torch's).
 
     Measured with ``bdc-occ bench`` on the 2-core dev VM (2026-12-07, torch at 2 threads), end to end bitwise / FP
     twin: 0.993-1.031 in six runs with TBB and 2 kernel threads, 1.048-1.053 in two with TBB and 1, 1.037-1.067 in
     three with workqueue and 1, 1.094-1.117 in two with workqueue and 2 (each parallel call waits 40-80 us for
-    sleeping pool threads). Starts numba's thread pool, which picks the layer.
+    sleeping pool threads).
     """
     import numba
 
-    from bdc_occ_ros.engines.bitwise import kernels  # noqa: F401  (configures the threading layer)
+    from bdc_occ_ros.engines.bitwise import kernels  # noqa: F401  (picks the threading layer, starts the pool)
 
-    numba.get_num_threads()  # launches the pool: the threading layer is chosen from here on
-    return torch.get_num_threads() if numba.threading_layer() == "tbb" else 1
+    layer = numba.threading_layer()
+    one_openmp_pool = layer == "omp" and len(openmp_runtimes()) == 1
+    return torch.get_num_threads() if layer == "tbb" or one_openmp_pool else 1
 
 
 def set_kernel_threads(n: int | None = None) -> int:

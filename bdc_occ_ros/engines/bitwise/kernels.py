@@ -26,8 +26,11 @@ from functools import partial
 
 import numba
 import numpy as np
+import torch
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+from bdc_occ_ros.openmp import torch_uses_system_openmp
 
 #: Calls whose work array (:class:`DualKernel`'s ``work_arg``) has fewer elements run serially even with several
 #: numba threads.
@@ -47,14 +50,28 @@ POINTWISE_CHUNK = 128
 #: Pixels per parallel task of :func:`binary_pointwise` (whole chunks; each task has its own tables and sums).
 POINTWISE_SLAB = 16 * POINTWISE_CHUNK
 
-# numba's OpenMP layer and torch's bundled OpenMP runtime stall each other (measured: a 0.3 ms pack took 8 ms once
-# torch was imported). TBB (the pip package ``tbb``, x86-64) comes first: the calling thread takes part in the work
-# and the workers wait spinning for a moment before they sleep, so a parallel kernel starts at once; workqueue, the
-# fallback, wakes its sleeping pool threads on every call (40-80 us measured here, as long as a small layer takes).
-# An explicit NUMBA_THREADING_LAYER in the environment still wins. Kernels are called from one thread at a time.
+# Threading layer, unless NUMBA_THREADING_LAYER says otherwise. OpenMP first when torch runs on the runtime numba's
+# ``omp`` layer links (``bdc_occ_ros.openmp``): one pool, whose worker spinning after a torch op starts the next kernel
+# at once. Never OpenMP beside torch's bundled runtime: the two pools stall each other (measured: a 0.3 ms pack took
+# 8 ms). Then TBB (the pip package ``tbb``, x86-64): the calling thread takes part in the work and the workers spin for
+# a moment before they sleep; workqueue, the fallback, wakes its sleeping pool threads on every call (40-80 us here,
+# as long as a small layer takes). Kernels are called from one thread at a time.
 if not os.environ.get("NUMBA_THREADING_LAYER"):
-    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+    numba.config.THREADING_LAYER_PRIORITY = (
+        ["omp", "tbb", "workqueue"] if torch_uses_system_openmp() else ["tbb", "workqueue", "omp"]
+    )
     numba.config.THREADING_LAYER = "default"
+
+
+def _launch_thread_pool() -> None:
+    """Start numba's thread pool now, keeping torch's thread count: the launch sets the OpenMP runtime's thread
+    count to numba's (measured: torch at 1 thread read 2 afterwards), and with one runtime that count is torch's."""
+    torch_threads = torch.get_num_threads()
+    numba.get_num_threads()
+    torch.set_num_threads(torch_threads)
+
+
+_launch_thread_pool()
 
 
 class DualKernel:
