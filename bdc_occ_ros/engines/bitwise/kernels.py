@@ -33,8 +33,9 @@ from numba.extending import intrinsic
 from bdc_occ_ros.openmp import torch_uses_system_openmp
 
 #: Calls whose work array (:class:`DualKernel`'s ``work_arg``) has fewer elements run serially even with several
-#: numba threads.
-PARALLEL_MIN_ELEMENTS = 1 << 16
+#: numba threads. Low enough for the 64x25x25 convs (40,000 outputs): with one OpenMP runtime their parallel build
+#: took 0.023-0.032 ms against 0.042 serial (bench harness, 2 threads, 2026-12-07).
+PARALLEL_MIN_ELEMENTS = 1 << 15
 
 #: Output pixels a stride-1 conv computes per inner loop: a whole vector of 32-bit lanes, so rows of any width
 #: run as full vectors without a scalar tail (the packed rows are widened to match, :func:`packed_width`).
