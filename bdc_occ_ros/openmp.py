@@ -3,15 +3,16 @@
 torch's PyPI wheels bundle a copy of GNU OpenMP (``torch/lib/libgomp.so.1``); numba's ``omp`` threading layer
 links the system's. Two runtimes are two thread pools on the same cores, and a GNU OpenMP worker spins for
 milliseconds after each parallel region (``GOMP_SPINCOUNT``), so on a 2-core machine the other pool's worker
-shares a core with a spinning thread (measured on the dev VM: a parallel 32x200x200 binary conv 0.72 ms after torch
-convs, 0.24 ms back to back).
+shares a core with a spinning thread (measured on the 2-core dev VM, numba on TBB: a parallel 32x200x200 binary conv
+took 0.72 ms after torch convs, 0.24 ms back to back).
 
 Loaded before torch, the system runtime is the one torch binds to: the dynamic loader reuses an already loaded
 library of the soname torch asks for (``libgomp.so.1``) instead of the copy next to it. torch and numba's ``omp``
 layer then share one pool, and the worker still spinning after a torch op takes the next kernel's work at once.
-Entry points (``bdc-occ``, the node, the demo) call :func:`load_system_openmp` first; library users who want it
-call it before importing torch. ``BDC_OCC_SHARED_OPENMP=0`` turns it off. Without it the engine uses numba's TBB
-layer (see ``engines/bitwise/kernels.py``).
+The entry points (``bdc-occ`` and the node, which the demo and the launch files start) call
+:func:`load_system_openmp` first; library users who want it call it before importing torch.
+``BDC_OCC_SHARED_OPENMP=0`` turns it off. Without it the engine uses numba's TBB layer (see
+``engines/bitwise/kernels.py``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ needs_system_openmp = pytest.mark.skipif(ctypes.util.find_library("gomp") is Non
 
 #: Prints whether the system runtime was loaded, the kernel threads, numba's layer and the runtimes mapped.
 _PROBE = """
-import sys
 from bdc_occ_ros.openmp import load_system_openmp, openmp_runtimes
 if {torch_first}:
     import torch

@@ -20,9 +20,9 @@ def default_kernel_threads() -> int:
     (workqueue wakes sleeping pool threads on every call; a second OpenMP runtime stalls against torch's).
 
     Measured with ``bdc-occ bench`` on the 2-core dev VM (2026-12-07, torch at 2 threads), end to end bitwise / FP
-    twin: 0.993-1.031 in six runs with TBB and 2 kernel threads, 1.048-1.053 in two with TBB and 1, 1.037-1.067 in
-    three with workqueue and 1, 1.094-1.117 in two with workqueue and 2 (each parallel call waits 40-80 us for
-    sleeping pool threads).
+    twin: 0.945-1.010 in eight runs on one OpenMP runtime and 2 kernel threads, 0.985-1.031 in eight with TBB and 2,
+    1.048-1.053 in two with TBB and 1, 1.037-1.067 in three with workqueue and 1, 1.094-1.117 in two with workqueue
+    and 2 (each parallel call waits 40-80 us for sleeping pool threads).
     """
     import numba
 
