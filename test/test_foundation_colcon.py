@@ -103,7 +103,7 @@ def test_install_space_has_node_launch_config_models(colcon_ws: Path):
 
 
 _PROBE = r"""
-import json, sys
+import json, os, sys
 import bdc_occ_ros, bdc_occ_ros.geometry
 from bdc_occ_ros.msg import SemanticVoxelGrid
 from bdc_occ_ros.msgdefs import project_msg_dir
@@ -111,7 +111,9 @@ from rclpy.serialization import serialize_message
 from ament_index_python.packages import get_package_share_directory, get_package_prefix
 msg = SemanticVoxelGrid(); msg.labels = bytes(8)
 serialize_message(msg)  # loads the type support libraries
-libs = sorted({line.split()[-1] for line in open("/proc/self/maps") if "bdc_occ_ros" in line and ".so" in line})
+# by file name: a checkout in a folder named bdc_occ_ros puts that name in every venv library's path
+paths = {line.split()[-1] for line in open("/proc/self/maps")}
+libs = sorted(p for p in paths if os.path.basename(p).startswith("libbdc_occ_ros__") and ".so" in p)
 print(json.dumps({
     "init": bdc_occ_ros.__file__, "geometry": bdc_occ_ros.geometry.__file__,
     "msg": sys.modules["bdc_occ_ros.msg"].__file__, "msg_dir": str(project_msg_dir()), "libs": libs,
