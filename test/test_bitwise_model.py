@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -205,20 +203,6 @@ def test_engine_selection_and_fallback(tiny) -> None:
 def test_engine_falls_back_to_torch_without_numba(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
     assert create_engine("bitwise", tiny[0]).name == "torch"
-
-
-@pytest.mark.parametrize("layer", ["tbb", "workqueue"])
-def test_default_kernel_threads_follow_the_threading_layer(layer: str) -> None:
-    """torch's thread count with TBB, 1 with workqueue (each parallel call wakes sleeping pool threads). A fresh
-    process per layer: numba fixes its layer when the pool starts."""
-    if layer == "tbb":
-        pytest.importorskip("numba.np.ufunc.tbbpool", reason="numba's TBB layer is not usable here")
-    code = ("import torch; torch.set_num_threads(2); import numba; "
-            "from bdc_occ_ros.engines.bitwise.engine import default_kernel_threads; "
-            "print(default_kernel_threads(), numba.threading_layer())")  # fmt: skip
-    env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == (["2", "tbb"] if layer == "tbb" else ["1", "workqueue"])
 
 
 @pytest.mark.skipif(not TRAINED.is_file(), reason=f"trained checkpoint {TRAINED.name} not present")

@@ -60,6 +60,16 @@ def test_opt_out_and_forced_second_runtime() -> None:
         "False", "1", "omp", "2", "2"]  # fmt: skip
 
 
+@pytest.mark.parametrize("layer", ["tbb", "workqueue"])
+def test_default_kernel_threads_follow_the_threading_layer(layer: str) -> None:
+    """Beside torch's own runtime: torch's thread count with TBB, 1 with workqueue (each parallel call wakes
+    sleeping pool threads)."""
+    if layer == "tbb":
+        pytest.importorskip("numba.np.ufunc.tbbpool", reason="numba's TBB layer is not usable here")
+    _, threads, picked, _, _ = _probe(torch_first=True, NUMBA_THREADING_LAYER=layer)
+    assert [threads, picked] == (["2", "tbb"] if layer == "tbb" else ["1", "workqueue"])
+
+
 def test_openmp_runtimes_counts_files_not_names(tmp_path: Path) -> None:
     lib = tmp_path / "libgomp.so.1.0.0"
     lib.write_bytes(b"")

@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     p.add_argument("--kernel-threads", type=int, default=None,
                    help="numba/BLAS threads of the bitwise engine (default: the engine's default: torch's "
-                        "threads with numba's TBB layer, else 1)")  # fmt: skip
+                        "threads on an OpenMP runtime shared with torch or on TBB, else 1)")  # fmt: skip
     p.add_argument("--markdown", type=Path, default=None, help="also write the README table (Markdown)")
     p.set_defaults(func=run)
 
