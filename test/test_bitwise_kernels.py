@@ -27,7 +27,8 @@ def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     b, _, h, wd = x.shape
     out = np.empty((b, w.shape[0], kernels.conv_out_size(h, stride), kernels.conv_out_size(wd, stride)), np.float32)
     ones = np.ones(w.shape[0], np.float32)
-    kernels.binary_conv3x3(xp, wd, wq, pad_share, c, stride, ones, np.zeros_like(ones), _E1, _E1, _E1, False, _E4, out)
+    zeros = np.zeros_like(ones)
+    kernels.binary_conv3x3(xp, h, wd, wq, pad_share, c, stride, ones, zeros, _E1, _E1, _E1, False, _E4, out)
     return torch.from_numpy(out)
 
 
@@ -66,7 +67,7 @@ def test_binary_conv3x3_parallel_build_by_output_size(stride: int) -> None:
         wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((wt >= 0).numpy()), 32)
         ho = kernels.conv_out_size(150, stride)
         out, ones = np.empty((1, 32, ho, ho), np.float32), np.ones(32, np.float32)
-        args = (xp, 150, wq, pad_share, 32, stride, ones, ones * 0, _E1, _E1, _E1, False, _E4, out)
+        args = (xp, 150, 150, wq, pad_share, 32, stride, ones, ones * 0, _E1, _E1, _E1, False, _E4, out)
         assert xp.size < kernels.PARALLEL_MIN_ELEMENTS <= out.size
         assert kernels.binary_conv3x3.build_for(*args) is kernels.binary_conv3x3.parallel
         kernels.binary_conv3x3(*args)
@@ -75,13 +76,13 @@ def test_binary_conv3x3_parallel_build_by_output_size(stride: int) -> None:
     assert torch.equal(torch.from_numpy(out), F.conv2d(_sign(x), _sign(wt), stride=stride, padding=1))
 
 
-def test_binary_conv3x3_rejects_rows_narrower_than_packed_width() -> None:
+def test_binary_conv3x3_rejects_planes_shorter_than_plane_words() -> None:
     x, w = torch.randn(1, 8, 4, 20), torch.randn(3, 8, 3, 3)
     wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((w >= 0).numpy()), 8)
-    narrow = pack_activation(x, np.ones(8, np.float32), np.zeros(8, np.float32))[..., :22]  # W + 2, not widened
+    short = pack_activation(x, np.ones(8, np.float32), np.zeros(8, np.float32))[..., :6 * 21]  # no slack
     out, ones = np.empty((1, 3, 4, 20), np.float32), np.ones(3, np.float32)
-    with pytest.raises(ValueError, match="packed_width"):
-        kernels.binary_conv3x3(np.ascontiguousarray(narrow), 20, wq, pad_share, 8, 1, ones, ones, _E1, _E1, _E1,
+    with pytest.raises(ValueError, match="plane_words"):
+        kernels.binary_conv3x3(np.ascontiguousarray(short), 4, 20, wq, pad_share, 8, 1, ones, ones, _E1, _E1, _E1,
                                False, _E4, out)  # fmt: skip
 
 
@@ -98,7 +99,7 @@ def test_conv_epilogue_alpha_rprelu_residual() -> None:
     xp = pack_activation(x, np.ones(cin, np.float32), np.zeros(cin, np.float32))
     out = np.empty((1, cout, 6, 5), np.float32)
     wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((wt >= 0).numpy()), cin)
-    kernels.binary_conv3x3(xp, 5, wq, pad_share, cin, 1, mul.numpy(), add.numpy(),
+    kernels.binary_conv3x3(xp, 6, 5, wq, pad_share, cin, 1, mul.numpy(), add.numpy(),
                            gamma.numpy(), slope.numpy(), zeta.numpy(), True, res.numpy(), out)  # fmt: skip
     torch.testing.assert_close(torch.from_numpy(out)[0], y[0], rtol=1e-6, atol=1e-5)
 
@@ -124,14 +125,14 @@ def _check_pack(channels: int, h: int, w: int, channels_last: bool) -> None:
         x = x.contiguous(memory_format=torch.channels_last)
     packed = pack_activation(x, scale.numpy(), shift.numpy())
     dtype = kernels.word_dtype(channels)
-    assert packed.shape == (2, kernels.num_words(channels), h + 2, kernels.packed_width(w)) and packed.dtype == dtype
-    assert packed.shape[3] % kernels.LANES == 2 and packed.shape[3] >= w + 2
+    assert packed.shape == (2, kernels.num_words(channels), kernels.plane_words(h, w)) and packed.dtype == dtype
+    assert packed.shape[2] == (h + 2) * (w + 1) + kernels.LANES + 1
     ref = (x * scale[:, None, None] + shift[:, None, None]) >= 0
-    interior = packed[:, :, 1:-1, 1:w + 1].transpose(0, 2, 3, 1)  # (B, H, W, K)
+    interior = kernels.padded_grid(packed, h, w)[:, :, 1:-1, 1:].transpose(0, 2, 3, 1)  # (B, H, W, K)
     assert np.array_equal(kernels.unpack_bits(interior, channels), ref.permute(0, 2, 3, 1).numpy())
     border = packed.copy()
-    border[:, :, 1:-1, 1:w + 1] = 0
-    assert np.array_equal(border, np.zeros_like(border))  # the zero border (and the widened rows' end) is padding
+    kernels.padded_grid(border, h, w)[:, :, 1:-1, 1:] = 0
+    assert np.array_equal(border, np.zeros_like(border))  # the zero border (and the slack after it) is padding
     bits = packed.itemsize * 8
     if channels % bits:  # padding bits of the last word stay 0
         assert not np.any(interior[..., channels // bits] >> dtype(channels % bits))

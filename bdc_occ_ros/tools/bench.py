@@ -185,7 +185,7 @@ def _time_xnor3x3(shape: tuple[int, ...], cout: int, stride: int, repeats: int) 
         "nchw": lambda: F.conv2d(x, weight, stride=stride, padding=1),
         "cl": lambda: F.conv2d(x_cl, weight, stride=stride, padding=1),
         "pack": lambda: pack_activation(x, ones, zeros),
-        "conv": lambda: conv.run(xp, w, epi),
+        "conv": lambda: conv.run(xp, (h, w), epi),
     }, repeats, LAYER_MIN_SECONDS, LAYER_SETTLE_SECONDS)  # fmt: skip
     t_nchw, t_cl, t_pack, t_conv = t["nchw"], t["cl"], t["pack"], t["conv"]
     ho, wo = kernels.conv_out_size(h, stride), kernels.conv_out_size(w, stride)

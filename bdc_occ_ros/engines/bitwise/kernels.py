@@ -2,12 +2,14 @@
 
 Layouts (all C-contiguous numpy arrays); words are uint32 for up to 32 channels, else uint64 (w bits):
 
-- packed activations ``(B, K, H + 2, packed_width(W))`` words, ``K = ceil(C / w)``: word-planar with a border of
-  zero words (the conv's padding: one word on the left, on the right as many as round each row up to whole
-  :data:`LANES` blocks plus one), so every output pixel reads its 9 taps at fixed offsets and the inner loop runs
-  along an image row in whole vectors (contiguous, vectorised across pixels for every channel count).
+- packed activations ``(B, K, plane_words(H, W))`` words, ``K = ceil(C / w)``: one flat plane per word of channels,
+  holding the image with a zero border (the conv's padding) at a row pitch of ``W + 1`` words: a zero top row, then
+  per image row one zero word and the row's W pixels (the zero word is also the previous row's right padding), a
+  zero bottom row and :data:`LANES` + 1 zero words of slack. So every output pixel reads its 9 taps at fixed offsets
+  from its flat index, and a stride-1 conv runs along the flat plane in whole vectors over many rows at once,
+  computing one wasted pixel per row (rounding each row up to whole vectors wasted 22-45 % on rows of 22-50 pixels).
   Channel ``c`` is bit ``c % w`` of plane ``c // w``; bit = 1 for a value >= 0 (the project's sign convention,
-  sign(0) = +1); padding bits of the last word are 0.
+  sign(0) = +1); padding bits of the last word are 0. :func:`padded_grid` shows a plane as its rows.
 - packed 3x3 weights ``(9, K, Cout)`` words as stored (tap ``ky*3+kx`` major); the conv kernel takes them as
   ``(Cout, K, 9)`` (:func:`conv_weights`) so one output channel's 9 words are hoisted into registers.
 - real-valued maps ``(B, C, H, W)`` float32 (NCHW, what torch produces by default), the conv output included.
@@ -37,9 +39,13 @@ from bdc_occ_ros.openmp import torch_uses_system_openmp
 #: took 0.023-0.032 ms against 0.042 serial (bench harness, 2 threads, 2026-12-07).
 PARALLEL_MIN_ELEMENTS = 1 << 15
 
-#: Output pixels a stride-1 conv computes per inner loop: a whole vector of 32-bit lanes, so rows of any width
-#: run as full vectors without a scalar tail (the packed rows are widened to match, :func:`packed_width`).
+#: Output pixels a stride-1 conv computes per inner loop: a whole vector of 32-bit lanes, so a span of any length
+#: runs as full vectors without a scalar tail (the packed planes end in slack to match, :func:`plane_words`).
 LANES = 16
+
+#: Output pixels per span of :func:`binary_conv3x3` (whole output rows, at least one): the two channels' int32 sums
+#: (16 KiB) stay in L1 across the input's word planes.
+CONV_SPAN_PIXELS = 2048
 
 #: Pixels packed per chunk: the chunk's 32-bit words (8 KiB, 16 KiB for 64-bit words) stay in L1 across channels.
 PACK_CHUNK_PIXELS = 2048
@@ -132,14 +138,31 @@ def num_words(channels: int) -> int:
 
 @njit(inline="always")
 def whole_blocks(pixels):
-    """``pixels`` rounded up to whole :data:`LANES` blocks (what a stride-1 conv row computes)."""
+    """``pixels`` rounded up to whole :data:`LANES` blocks (what a stride-1 conv span computes)."""
     return -(-pixels // LANES) * LANES
 
 
-def packed_width(width: int) -> int:
-    """Words per packed row for an image ``width`` pixels wide: the left padding word, the image, then zero words
-    (the right padding) up to whole :data:`LANES` blocks plus the taps' reach."""
-    return whole_blocks(width) + 2
+@njit
+def row_pitch(width):
+    """Words from one packed row to the next for an image ``width`` pixels wide: the left padding word and the
+    row's pixels (the next row's padding word is this row's right padding)."""
+    return width + 1
+
+
+@njit
+def plane_words(height, width):
+    """Words per packed plane of an image ``height`` x ``width``: the padded rows at :func:`row_pitch`, then the
+    slack that the last whole block of a stride-1 span reads (:data:`LANES` words past the bottom row, plus the
+    word that is the bottom row's right padding)."""
+    return (height + 2) * row_pitch(width) + LANES + 1
+
+
+def padded_grid(packed: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(B, K, :func:`plane_words`) packed planes -> their (B, K, H + 2, W + 1) padded rows (a view): column 0 is
+    the zero padding word, columns 1..W the image, rows 0 and H + 1 the zero border."""
+    b, k, _ = packed.shape
+    pitch = row_pitch(width)
+    return packed[:, :, : (height + 2) * pitch].reshape(b, k, height + 2, pitch)
 
 
 def conv_out_size(size: int, stride: int) -> int:
@@ -159,8 +182,8 @@ def pack_signs_nchw(x, scale, shift, masks, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
     x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign); masks:
-    :func:`bit_masks` of uint32 (also for uint64 words); out: (B, K, H + 2, :func:`packed_width`) uint32/uint64
-    words, written completely (border words 0). The multiply and the add are rounded separately, as torch does,
+    :func:`bit_masks` of uint32 (also for uint64 words); out: (B, K, :func:`plane_words` (H, W)) uint32/uint64
+    words, written completely (padding and slack 0). The multiply and the add are rounded separately, as torch does,
     so the bits equal torch's sign exactly.
 
     Each channel is one loop over a chunk of whole image rows (long and vectorised even for 8x22 maps) OR-ing
@@ -172,6 +195,7 @@ def pack_signs_nchw(x, scale, shift, masks, out):
     nb, nc, nh, nw = x.shape
     nk = out.shape[1]
     word_bits = out.itemsize * 8
+    pitch = row_pitch(nw)
     nchunk = -(-nh // max(1, PACK_CHUNK_PIXELS // nw))
     rows_per_chunk = -(-nh // nchunk)  # chunks of equal height: the parallel tasks get even shares
     zero = masks[0] ^ masks[0]
@@ -184,10 +208,10 @@ def pack_signs_nchw(x, scale, shift, masks, out):
         plane = x[b].reshape(nc, nh * nw)
         dst = out[b, k]
         if h0 == 0:
-            dst[0, :] = 0
+            dst[:pitch] = 0
         h1 = min(h0 + rows_per_chunk, nh)
         if h1 == nh:
-            dst[nh + 1, :] = 0
+            dst[(nh + 1) * pitch:] = 0
         p0, npix = h0 * nw, (h1 - h0) * nw
         halves[:, :npix] = 0
         for j in range(min(word_bits, nc - c0)):
@@ -202,14 +226,15 @@ def pack_signs_nchw(x, scale, shift, masks, out):
                 half[p] |= m if v >= 0 else zero
         for h in range(h0, h1):
             row = (h - h0) * nw
-            dst[h + 1, 0] = 0
-            dst[h + 1, nw + 1:] = 0
+            start = (h + 1) * pitch
+            dst[start] = 0
+            line = dst[start + 1:start + pitch]
             if word_bits == 64:
                 for w in range(nw):
-                    dst[h + 1, w + 1] = halves[0, row + w] | (np.uint64(halves[1, row + w]) << np.uint64(32))
+                    line[w] = halves[0, row + w] | (np.uint64(halves[1, row + w]) << np.uint64(32))
             else:
                 for w in range(nw):
-                    dst[h + 1, w + 1] = halves[0, row + w]
+                    line[w] = halves[0, row + w]
 
 
 @DualKernel
@@ -222,10 +247,11 @@ def pack_signs_nhwc(x, scale, shift, masks, out):
     nb, nh, nw, nc = x.shape
     nk = out.shape[1]
     word_bits = masks.size
+    pitch = row_pitch(nw)
     zero = masks[0] ^ masks[0]
     for b in range(nb):
-        out[b, :, 0, :] = zero
-        out[b, :, nh + 1, :] = zero
+        out[b, :, :pitch] = zero
+        out[b, :, (nh + 1) * pitch:] = zero
     for bh in prange(nb * nh):
         b = bh // nh
         h = bh % nh
@@ -242,10 +268,9 @@ def pack_signs_nhwc(x, scale, shift, masks, out):
                 m = masks[j]
                 for w in range(nw):
                     row[w] |= m if tile[c0 + j, w] >= 0 else zero
-            out[b, k, h + 1, 0] = zero
-            out[b, k, h + 1, nw + 1:] = zero
-            for w in range(nw):
-                out[b, k, h + 1, w + 1] = row[w]
+            start = (h + 1) * pitch
+            out[b, k, start] = zero
+            out[b, k, start + 1:start + pitch] = row
 
 
 @njit(inline="always")
@@ -255,12 +280,17 @@ def _tap_words(w):
 
 
 @njit(inline="always")
-def _xnor_taps(xp, b, k, r0, c, wa, wb):
-    """popcount(x XOR w) summed over the 9 taps of the output pixel whose top-left tap is (r0, c), for two output
-    channels (weights ``wa``/``wb``: tuples of 9 words, held in registers) sharing every input load."""
-    x0, x1, x2 = xp[b, k, r0, c], xp[b, k, r0, c + 1], xp[b, k, r0, c + 2]
-    x3, x4, x5 = xp[b, k, r0 + 1, c], xp[b, k, r0 + 1, c + 1], xp[b, k, r0 + 1, c + 2]
-    x6, x7, x8 = xp[b, k, r0 + 2, c], xp[b, k, r0 + 2, c + 1], xp[b, k, r0 + 2, c + 2]
+def _xnor_taps(plane, q, pitch, wa, wb):
+    """popcount(x XOR w) summed over the 9 taps of the output pixel whose top-left tap is word q of a packed
+    ``plane`` (row pitch ``pitch``; both uint64: an unsigned index skips numba's negative-index wraparound, whose
+    selects would turn the loads into gathers), for two output channels (weights ``wa``/``wb``: tuples of 9 words,
+    held in registers) sharing every input load."""
+    one, two = np.uint64(1), np.uint64(2)
+    q1 = q + pitch
+    q2 = q1 + pitch
+    x0, x1, x2 = plane[q], plane[q + one], plane[q + two]
+    x3, x4, x5 = plane[q1], plane[q1 + one], plane[q1 + two]
+    x6, x7, x8 = plane[q2], plane[q2 + one], plane[q2 + two]
     count_a = (
         popcount(x0 ^ wa[0]) + popcount(x1 ^ wa[1]) + popcount(x2 ^ wa[2]) + popcount(x3 ^ wa[3])
         + popcount(x4 ^ wa[4]) + popcount(x5 ^ wa[5]) + popcount(x6 ^ wa[6]) + popcount(x7 ^ wa[7])
@@ -275,28 +305,39 @@ def _xnor_taps(xp, b, k, r0, c, wa, wb):
 
 
 @njit(inline="always")
-def _xnor_row_stride1(xp, b, k, r0, wa, wb, acc_a, acc_b):
-    """Add :func:`_xnor_taps` to ``acc_a``/``acc_b`` for one stride-1 output row, in blocks of :data:`LANES` pixels
-    (a constant trip count: every block is whole vectors, with no scalar tail on narrow rows; the pixels past the
-    row's end are counted over the widened row's zero words and never stored). r0: padded row of the taps' top row;
-    wa/wb: 9 words each."""
+def _xnor_span_stride1(plane, q0, pitch, wa, wb, acc_a, acc_b, n):
+    """Add :func:`_xnor_taps` to ``acc_a``/``acc_b`` for the stride-1 output pixels whose top-left taps are words
+    q0, q0 + 1, ... of ``plane`` (a span of whole output rows, one wasted pixel per row), in blocks of :data:`LANES`
+    (a constant trip count: whole vectors, no scalar tail; the pixels past the span's end read the plane's slack and
+    are never stored). q0, pitch: uint64; wa/wb: 9 words each; n: whole blocks, at most the length of acc_a/acc_b."""
     wa, wb = _tap_words(wa), _tap_words(wb)
-    for block in range(acc_a.size // LANES):
+    for block in range(n // LANES):
         for lane in range(LANES):
-            ox = block * LANES + lane
-            count_a, count_b = _xnor_taps(xp, b, k, r0, ox, wa, wb)
-            acc_a[ox] += count_a
-            acc_b[ox] += count_b
+            i = block * LANES + lane
+            count_a, count_b = _xnor_taps(plane, q0 + np.uint64(i), pitch, wa, wb)
+            acc_a[i] += count_a
+            acc_b[i] += count_b
 
 
 @njit(inline="always")
-def _xnor_row_stride2(xp, b, k, r0, wa, wb, acc_a, acc_b):
-    """Same as :func:`_xnor_row_stride1` for stride 2, one pixel at a time (every pixel is stored)."""
+def _xnor_row_stride2(grid, r0, wa, wb, acc_a, acc_b, i0, n):
+    """Same as :func:`_xnor_span_stride1` for one stride-2 output row of n pixels, one pixel at a time (every pixel
+    is stored), into acc_a/acc_b from i0 (an offset, not a slice: with slices of the sums passed in, LLVM turned the
+    input loads into gathers, 1.7x slower, measured). grid: the plane's padded rows; r0: the taps' top row."""
     wa, wb = _tap_words(wa), _tap_words(wb)
-    for ox in range(acc_a.size):
-        count_a, count_b = _xnor_taps(xp, b, k, r0, 2 * ox, wa, wb)
-        acc_a[ox] += count_a
-        acc_b[ox] += count_b
+    for ox in range(n):
+        c = 2 * ox
+        x0, x1, x2 = grid[r0, c], grid[r0, c + 1], grid[r0, c + 2]
+        x3, x4, x5 = grid[r0 + 1, c], grid[r0 + 1, c + 1], grid[r0 + 1, c + 2]
+        x6, x7, x8 = grid[r0 + 2, c], grid[r0 + 2, c + 1], grid[r0 + 2, c + 2]
+        acc_a[i0 + ox] += np.int32(
+            popcount(x0 ^ wa[0]) + popcount(x1 ^ wa[1]) + popcount(x2 ^ wa[2]) + popcount(x3 ^ wa[3])
+            + popcount(x4 ^ wa[4]) + popcount(x5 ^ wa[5]) + popcount(x6 ^ wa[6]) + popcount(x7 ^ wa[7])
+            + popcount(x8 ^ wa[8]))
+        acc_b[i0 + ox] += np.int32(
+            popcount(x0 ^ wb[0]) + popcount(x1 ^ wb[1]) + popcount(x2 ^ wb[2]) + popcount(x3 ^ wb[3])
+            + popcount(x4 ^ wb[4]) + popcount(x5 ^ wb[5]) + popcount(x6 ^ wb[6]) + popcount(x7 ^ wb[7])
+            + popcount(x8 ^ wb[8]))
 
 
 @njit(inline="always")
@@ -336,74 +377,83 @@ def _row_base(pad_share, o, cin, top, bottom, right_padded, base):
 
 @partial(DualKernel, work_arg=-1)
 def binary_conv3x3(
-    xp, nw, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual, out
+    xp, nh, nw, wq, pad_share, cin, stride, mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual, out
 ):
     """3x3 XNOR-popcount conv, padding 1, with a fused per-channel epilogue.
 
-    xp: (B, K, H + 2, :func:`packed_width` (W)) packed signs with zero border; nw: the image width W;
-    wq: (Cout, K, 9) packed weight signs (same word type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``,
-    what a padded tap adds; cin: real input channels; stride: 1 or 2. Epilogue per output channel o on the exact
-    integer sum s: ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
+    xp: (B, K, :func:`plane_words` (H, W)) packed signs; nh, nw: the image's H and W; wq: (Cout, K, 9) packed weight
+    signs (same word type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``, what a padded tap adds;
+    cin: real input channels; stride: 1 or 2. Epilogue per output channel o on the exact integer sum s:
+    ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
     ``y = prelu(y + rp_gamma[o], rp_slope[o]) + rp_zeta[o]``, then ``y += residual`` when residual is non-empty
     (shape (B, Cout, Ho, Wo)). out: (B, Cout, Ho, Wo) float32.
 
-    One (image, pair of output channels) per task: each output row is one loop along the row over the 9 taps in
-    whole blocks of :data:`LANES` pixels (stride 1), both channels' weight words in registers and every input word
-    loaded once for the two (measured 5-40 % faster than one channel per task), then one vectorised epilogue pass
-    per channel (plus the residual's). The padded taps' share comes from a per-pixel base vector of the row kind
-    (:func:`_row_base`), so the border pixels need no second pass (redoing the first and last pixel of every row
-    cost 20-25 % of a 32x50x50 conv, measured).
+    One (image, pair of output channels) per task: both channels' weight words in registers and every input word
+    loaded once for the two (measured 5-40 % faster than one channel per task). The output rows go in spans of
+    :data:`CONV_SPAN_PIXELS`; at stride 1 a span is one loop along the flat plane in whole blocks of :data:`LANES`
+    pixels, then one vectorised epilogue pass per row and channel (plus the residual's). The padded taps' share
+    comes from a per-pixel base vector of the row kind (:func:`_row_base`), so the border pixels need no second
+    pass (redoing the first and last pixel of every row cost 20-25 % of a 32x50x50 conv, measured).
     """
-    nb, nk, hp, wp = xp.shape
+    nb, nk, words = xp.shape
     _, nco, ho, wo = out.shape
-    if wp < whole_blocks(nw) + 2:  # narrower than packed_width(nw): the blocks would read past the rows
-        raise ValueError("binary_conv3x3: packed rows narrower than packed_width(nw)")
-    nh = hp - 2
+    if words < plane_words(nh, nw):  # the spans' last blocks would read past the plane
+        raise ValueError("binary_conv3x3: packed planes shorter than plane_words(nh, nw)")
+    pitch = row_pitch(nw)
     has_res = residual.shape[0] > 0
     right_padded = (wo - 1) * stride + 2 > nw
+    span_rows = max(1, CONV_SPAN_PIXELS // pitch)
+    row_step = pitch if stride == 1 else wo  # from one output row's sums to the next
     npair = (nco + 1) // 2
     for bp in prange(nb * npair):
         b = bp // npair
         o0 = 2 * (bp % npair)
         o1 = min(o0 + 1, nco - 1)  # an odd last channel is computed twice (same values)
-        row_pixels = whole_blocks(wo) if stride == 1 else wo
-        acc0 = np.empty(row_pixels, np.int32)
-        acc1 = np.empty(row_pixels, np.int32)
+        acc0 = np.empty(whole_blocks(span_rows * row_step), np.int32)
+        acc1 = np.empty_like(acc0)
         # Per output pixel of a row, the sum's base 9*Cin less what its padded taps add (pad_share): one vector per
         # channel, refilled only when the kind of row (top, bottom, inner) changes.
         base0 = np.empty(wo, np.float32)
         base1 = np.empty(wo, np.float32)
         filled = -1
-        for oy in range(ho):
-            acc0[:] = 0
-            acc1[:] = 0
-            r0 = oy * stride
+        for oy0 in range(0, ho, span_rows):
+            nrows = min(span_rows, ho - oy0)
+            span = whole_blocks(nrows * row_step)
+            acc0[:span] = 0
+            acc1[:span] = 0
             for k in range(nk):
+                plane = xp[b, k]
                 if stride == 1:  # contiguous loads (vectorised, no gathers)
-                    _xnor_row_stride1(xp, b, k, r0, wq[o0, k], wq[o1, k], acc0, acc1)
+                    _xnor_span_stride1(plane, np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k],
+                                       acc0, acc1, span)  # fmt: skip
                 else:
-                    _xnor_row_stride2(xp, b, k, r0, wq[o0, k], wq[o1, k], acc0, acc1)
-            top = r0 == 0
-            bottom = r0 + 2 > nh
-            kind = (1 if top else 0) + (2 if bottom else 0)
-            if kind != filled:
-                filled = kind
-                _row_base(pad_share, o0, cin, top, bottom, right_padded, base0)
-                _row_base(pad_share, o1, cin, top, bottom, right_padded, base1)
-            for pair in range(2):
-                o = o0 if pair == 0 else o1
-                acc = acc0 if pair == 0 else acc1
-                base = base0 if pair == 0 else base1
-                m = mul[o]
-                a = add[o]
-                g = rp_gamma[o] if use_rprelu else np.float32(0.0)
-                sl = rp_slope[o] if use_rprelu else np.float32(0.0)
-                z = rp_zeta[o] if use_rprelu else np.float32(0.0)
-                for ox in range(wo):
-                    out[b, o, oy, ox] = _epilogue(base[ox], acc[ox], m, a, g, sl, z, use_rprelu)
-                if has_res:
+                    grid = plane[:(nh + 2) * pitch].reshape(nh + 2, pitch)
+                    for r in range(nrows):
+                        _xnor_row_stride2(grid, 2 * (oy0 + r), wq[o0, k], wq[o1, k], acc0, acc1, r * wo, wo)
+            for r in range(nrows):
+                oy = oy0 + r
+                r0 = oy * stride
+                top = r0 == 0
+                bottom = r0 + 2 > nh
+                kind = (1 if top else 0) + (2 if bottom else 0)
+                if kind != filled:
+                    filled = kind
+                    _row_base(pad_share, o0, cin, top, bottom, right_padded, base0)
+                    _row_base(pad_share, o1, cin, top, bottom, right_padded, base1)
+                for pair in range(2):
+                    o = o0 if pair == 0 else o1
+                    acc = (acc0 if pair == 0 else acc1)[r * row_step:r * row_step + wo]
+                    base = base0 if pair == 0 else base1
+                    m = mul[o]
+                    a = add[o]
+                    g = rp_gamma[o] if use_rprelu else np.float32(0.0)
+                    sl = rp_slope[o] if use_rprelu else np.float32(0.0)
+                    z = rp_zeta[o] if use_rprelu else np.float32(0.0)
                     for ox in range(wo):
-                        out[b, o, oy, ox] += residual[b, o, oy, ox]
+                        out[b, o, oy, ox] = _epilogue(base[ox], acc[ox], m, a, g, sl, z, use_rprelu)
+                    if has_res:
+                        for ox in range(wo):
+                            out[b, o, oy, ox] += residual[b, o, oy, ox]
 
 
 def signed_sum_tables(sign_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -82,11 +82,11 @@ def nchw(x: torch.Tensor) -> np.ndarray:
 
 
 def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, K, H + 2,
-    ``kernels.packed_width(W)``) words with a zero border (the conv's padding)."""
+    """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, K, ``kernels.plane_words(H, W)``)
+    words: flat planes with a zero border (the conv's padding), the layout of :mod:`.kernels`."""
     b, c, h, w = x.shape
     dtype = kernels.word_dtype(c)
-    out = np.empty((b, kernels.num_words(c), h + 2, kernels.packed_width(w)), dtype)
+    out = np.empty((b, kernels.num_words(c), kernels.plane_words(h, w)), dtype)
     x = x.detach() if x.dtype == torch.float32 else x.detach().to(torch.float32)
     if x.is_contiguous():
         kernels.pack_signs_nchw(x.numpy(), scale, shift, _MASKS[np.uint32], out)
@@ -171,16 +171,21 @@ class PackedConv3x3(nn.Module):
         self.wq, self.pad_share = kernels.conv_weights(_as_words(self.bits), self.cin)
 
     def run(
-        self, xp: np.ndarray, width: int, epi: Epilogue, residual: np.ndarray = _EMPTY4, out: np.ndarray | None = None
+        self,
+        xp: np.ndarray,
+        size: tuple[int, int],
+        epi: Epilogue,
+        residual: np.ndarray = _EMPTY4,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """xp (B, K, H + 2, packed width) packed input of an image ``width`` pixels wide (:func:`pack_activation`)
-        -> (B, Cout, Ho, Wo) float32 after the epilogue (+ residual), into ``out`` when given (C-contiguous)."""
-        b, _, hp, _ = xp.shape
-        ho, wo = kernels.conv_out_size(hp - 2, self.stride), kernels.conv_out_size(width, self.stride)
+        """xp (B, K, plane words) packed input of an image of ``size`` (H, W) (:func:`pack_activation`) -> (B, Cout,
+        Ho, Wo) float32 after the epilogue (+ residual), into ``out`` when given (C-contiguous)."""
+        h, w = size
+        ho, wo = kernels.conv_out_size(h, self.stride), kernels.conv_out_size(w, self.stride)
         if out is None:
-            out = empty32(b, self.cout, ho, wo)
+            out = empty32(xp.shape[0], self.cout, ho, wo)
         kernels.binary_conv3x3(
-            xp, width, self.wq, self.pad_share, self.cin, self.stride, epi.mul, epi.add,
+            xp, h, w, self.wq, self.pad_share, self.cin, self.stride, epi.mul, epi.add,
             epi.rp_gamma, epi.rp_slope, epi.rp_zeta, epi.rp_gamma.size > 0, residual, out,
         )  # fmt: skip
         return out
@@ -336,11 +341,11 @@ class PackedUnit(nn.Module):
         xp = pack_activation(x, self.pack_scale, self.pack_shift)
         if self.bisr:  # RPReLU(conv3x3) + shortcut, all in the conv epilogue
             if post is NO_OPS:
-                return self.conv3.run(xp, x.shape[3], self.epilogues[0], identity, out)
-            y = self.conv3.run(xp, x.shape[3], self.epilogues[0], identity)
+                return self.conv3.run(xp, x.shape[2:], self.epilogues[0], identity, out)
+            y = self.conv3.run(xp, x.shape[2:], self.epilogues[0], identity)
             gate, identity = np.ones(y.shape[:2], np.float32), _EMPTY4  # the residual is in y already
         else:
-            y = self.conv3.run(xp, x.shape[3], self.epilogues[0])  # (B, Cin, Ho, Wo)
+            y = self.conv3.run(xp, x.shape[2:], self.epilogues[0])  # (B, Cin, Ho, Wo)
             b, _, ho, wo = y.shape
             y = y.reshape(b, -1, ho * wo)
             for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
