@@ -135,9 +135,12 @@ def word_dtype(channels: int) -> type[np.unsignedinteger]:
     return np.uint32 if channels <= 32 else np.uint64
 
 
+_WORD_BITS = {np.uint32: 32, np.uint64: 64}  # a lookup, not np.dtype(...) on every call of a layer
+
+
 def num_words(channels: int) -> int:
     """Number of packing words (:func:`word_dtype`) holding ``channels`` bits."""
-    bits = 32 if channels <= 32 else 64
+    bits = _WORD_BITS[word_dtype(channels)]
     return (channels + bits - 1) // bits
 
 
@@ -298,15 +301,21 @@ def _xnor_taps(plane, q, pitch, wa, wb):
     x0, x1, x2 = plane[q], plane[q + one], plane[q + two]
     x3, x4, x5 = plane[q1], plane[q1 + one], plane[q1 + two]
     x6, x7, x8 = plane[q2], plane[q2 + one], plane[q2 + two]
+    return _xnor_counts((x0, x1, x2, x3, x4, x5, x6, x7, x8), wa, wb)
+
+
+@njit(inline="always")
+def _xnor_counts(x, wa, wb):
+    """popcount(x XOR w) summed over 9 tap words x, for the weight words wa and wb (tuples of 9 each)."""
     count_a = (
-        popcount(x0 ^ wa[0]) + popcount(x1 ^ wa[1]) + popcount(x2 ^ wa[2]) + popcount(x3 ^ wa[3])
-        + popcount(x4 ^ wa[4]) + popcount(x5 ^ wa[5]) + popcount(x6 ^ wa[6]) + popcount(x7 ^ wa[7])
-        + popcount(x8 ^ wa[8])
+        popcount(x[0] ^ wa[0]) + popcount(x[1] ^ wa[1]) + popcount(x[2] ^ wa[2]) + popcount(x[3] ^ wa[3])
+        + popcount(x[4] ^ wa[4]) + popcount(x[5] ^ wa[5]) + popcount(x[6] ^ wa[6]) + popcount(x[7] ^ wa[7])
+        + popcount(x[8] ^ wa[8])
     )  # fmt: skip
     count_b = (
-        popcount(x0 ^ wb[0]) + popcount(x1 ^ wb[1]) + popcount(x2 ^ wb[2]) + popcount(x3 ^ wb[3])
-        + popcount(x4 ^ wb[4]) + popcount(x5 ^ wb[5]) + popcount(x6 ^ wb[6]) + popcount(x7 ^ wb[7])
-        + popcount(x8 ^ wb[8])
+        popcount(x[0] ^ wb[0]) + popcount(x[1] ^ wb[1]) + popcount(x[2] ^ wb[2]) + popcount(x[3] ^ wb[3])
+        + popcount(x[4] ^ wb[4]) + popcount(x[5] ^ wb[5]) + popcount(x[6] ^ wb[6]) + popcount(x[7] ^ wb[7])
+        + popcount(x[8] ^ wb[8])
     )  # fmt: skip
     return np.int32(count_a), np.int32(count_b)
 
@@ -337,14 +346,9 @@ def _xnor_row_stride2(grid, r0, wa, wb, acc_a, acc_b, i0, n):
         x0, x1, x2 = grid[r0, c], grid[r0, c + 1], grid[r0, c + 2]
         x3, x4, x5 = grid[r0 + 1, c], grid[r0 + 1, c + 1], grid[r0 + 1, c + 2]
         x6, x7, x8 = grid[r0 + 2, c], grid[r0 + 2, c + 1], grid[r0 + 2, c + 2]
-        acc_a[i0 + ox] += np.int32(
-            popcount(x0 ^ wa[0]) + popcount(x1 ^ wa[1]) + popcount(x2 ^ wa[2]) + popcount(x3 ^ wa[3])
-            + popcount(x4 ^ wa[4]) + popcount(x5 ^ wa[5]) + popcount(x6 ^ wa[6]) + popcount(x7 ^ wa[7])
-            + popcount(x8 ^ wa[8]))
-        acc_b[i0 + ox] += np.int32(
-            popcount(x0 ^ wb[0]) + popcount(x1 ^ wb[1]) + popcount(x2 ^ wb[2]) + popcount(x3 ^ wb[3])
-            + popcount(x4 ^ wb[4]) + popcount(x5 ^ wb[5]) + popcount(x6 ^ wb[6]) + popcount(x7 ^ wb[7])
-            + popcount(x8 ^ wb[8]))
+        count_a, count_b = _xnor_counts((x0, x1, x2, x3, x4, x5, x6, x7, x8), wa, wb)
+        acc_a[i0 + ox] += count_a
+        acc_b[i0 + ox] += count_b
 
 
 @njit(inline="always")
