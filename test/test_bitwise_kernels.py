@@ -11,6 +11,13 @@ from torch.nn import functional as F
 from bdc_occ_ros.engines.bitwise import kernels
 from bdc_occ_ros.engines.bitwise.layers import pack_activation
 
+
+def llvm_host_features() -> list[str]:
+    import llvmlite.binding as llvm
+
+    return llvm.get_host_cpu_features().flatten().split(",")
+
+
 _E1 = np.empty(0, np.float32)
 _E4 = np.empty((0, 0, 0, 0), np.float32)
 
@@ -192,6 +199,27 @@ def test_binary_pointwise_equals_torch(batch: int, cin: int, cout: int, pixels: 
     torch.testing.assert_close(torch.from_numpy(out), ref, rtol=1e-5, atol=2e-6 * scale)
     torch.testing.assert_close(torch.from_numpy(sums.sum(axis=1)), ref.sum(dim=2), rtol=1e-5,
                                atol=2e-6 * scale * pixels)  # fmt: skip
+
+
+def test_full_width_features_only_for_avx512() -> None:
+    assert kernels.full_width_features("+avx2,+avx512f,+popcnt") == "+avx2,+avx512f,+popcnt,-prefer-256-bit"
+    assert kernels.full_width_features("+avx2,-avx512f,+popcnt") is None
+    assert kernels.full_width_features("") is None
+
+
+@pytest.mark.skipif("+avx512f" not in llvm_host_features(), reason="no AVX-512 on this CPU")
+def test_kernels_vectorise_at_512_bits_on_avx512() -> None:
+    @numba.njit
+    def xor_counts(a, b, w):
+        for i in range(a.size):
+            b[i] += kernels.popcount(a[i] ^ w)
+
+    a = np.arange(4096, dtype=np.uint32)
+    b = np.zeros_like(a)
+    xor_counts(a, b, np.uint32(5))
+    np.testing.assert_array_equal(b, [bin(int(v) ^ 5).count("1") for v in a])
+    (asm,) = xor_counts.inspect_asm().values()
+    assert "zmm" in asm  # LLVM's Intel tuning alone would have used ymm registers here (measured)
 
 
 def test_popcount_peak_runs() -> None:

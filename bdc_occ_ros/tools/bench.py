@@ -127,6 +127,7 @@ def _machine() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "numba_threads": numba.get_num_threads(),
         "host_cpu_llvm": llvm.get_host_cpu_name(),
+        "numba_cpu_features": numba.config.CPU_FEATURES or "host",  # "-prefer-256-bit": kernels.full_width_features
         "torch": torch.__version__,
         "numba": numba.__version__,
         "blas": [_blas_entry(lib) for lib in threadpool_info() if lib.get("user_api") == "blas"],

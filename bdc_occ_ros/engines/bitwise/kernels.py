@@ -71,6 +71,31 @@ if not os.environ.get("NUMBA_THREADING_LAYER"):
     numba.config.THREADING_LAYER = "default"
 
 
+def full_width_features(host_features: str) -> str | None:
+    """numba's CPU feature string with LLVM's ``prefer-256-bit`` tuning turned off, for a CPU with AVX-512;
+    None for one without (nothing to widen).
+
+    LLVM tunes Intel AVX-512 cores (Skylake-SP and later, Rocket Lake, Sapphire Rapids) to vectorise loops at 256
+    bits, so numba's kernels there ran half-width ``vpopcntd ymm``. At 512 bits every 3x3 layer of the edge model
+    got faster on such a Xeon: conv alone 1.08-1.25x, layer speedups 4.0-6.1x -> 4.1-7.2x (three processes each,
+    2 threads, 2026-12-07). AMD's AVX-512 tunings (znver4/5) already vectorise at 512 bits; the flag changes nothing
+    there."""
+    if "+avx512f" not in host_features.split(","):
+        return None
+    return f"{host_features},-prefer-256-bit"
+
+
+def _use_full_vector_width() -> None:
+    """Apply :func:`full_width_features` before the first compilation, unless NUMBA_CPU_FEATURES sets them."""
+    if numba.config.CPU_FEATURES is None:
+        import llvmlite.binding as llvm
+
+        numba.config.CPU_FEATURES = full_width_features(llvm.get_host_cpu_features().flatten())
+
+
+_use_full_vector_width()
+
+
 def _launch_thread_pool() -> None:
     """Start numba's thread pool now, keeping torch's thread count: the launch sets the OpenMP runtime's thread
     count to numba's (measured: torch at 1 thread read 2 afterwards), and with one runtime that count is torch's."""
