@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import sys
+import threading
 from pathlib import Path
 
+import numba
 import pytest
 import torch
 
@@ -200,9 +202,34 @@ def test_engine_selection_and_fallback(tiny) -> None:
         create_engine("bitwise", cfg, device="cuda", fallback=False)
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one numba thread: nothing to choose")
+def test_engine_runs_its_kernel_threads_in_the_calling_thread(tiny) -> None:
+    # numba's thread count is per thread: the node builds the engine on one thread and infers on its worker thread
+    from bdc_occ_ros.engines.bitwise import kernels
+
+    cfg, _, imgs, geo = tiny
+    engine = create_engine("bitwise", cfg)
+    engine.set_kernel_threads(1)
+    seen = []
+
+    def worker() -> None:
+        engine.infer(imgs, geo)
+        seen.append(kernels.calling_thread_kernel_threads())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [1]
+    info = engine.runtime_info()
+    assert info["kernel_threads"] == "1" and info["threading_layer"] in {"omp", "tbb", "workqueue"}
+    assert int(info["openmp_runtimes"]) >= 0 and info["torch_threads"] == str(torch.get_num_threads())
+
+
 def test_engine_falls_back_to_torch_without_numba(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` now raises ImportError
-    assert create_engine("bitwise", tiny[0]).name == "torch"
+    engine = create_engine("bitwise", tiny[0])
+    assert engine.name == "torch"
+    assert engine.runtime_info() == {"device": "cpu", "torch_threads": str(torch.get_num_threads())}
 
 
 @pytest.mark.skipif(not TRAINED.is_file(), reason=f"trained checkpoint {TRAINED.name} not present")

@@ -101,6 +101,7 @@ def test_bdc_edge_model_cli_export_and_onnxruntime_parity(tmp_path, monkeypatch)
     # The engine runs the given graph; the pipeline compares it with torch on the same weights.
     monkeypatch.setenv("BDC_OCC_CACHE_DIR", str(tmp_path / "cache"))
     engine = OnnxRuntimeEngine(cfg, ckpt, onnx_path=out)
+    assert engine.runtime_info() == {"providers": "CPUExecutionProvider", "intra_op_threads": "onnxruntime default"}
     rig = RigCalibration.load(CALIBRATION)
     torch_pipe = OccupancyPipeline(cfg, ckpt, engine="torch")
     torch_pipe.set_calibration(rig)

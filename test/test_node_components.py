@@ -214,6 +214,14 @@ def test_monitor_reports_silent_camera_as_warn():
     assert "decode error" in {r.name: r for r in monitor.reports({})}["bdc_occ: camera A"].message
 
 
+def test_monitor_reports_the_engine_runtime():
+    monitor = NodeMonitor("bdc_occ", ["A"], camera_timeout_s=1.0)
+    monitor.engine, monitor.engine_info = "bitwise", {"threading_layer": "workqueue", "kernel_threads": "1"}
+    values = {r.name: r for r in monitor.reports({})}["bdc_occ: node"].values
+    assert values["engine"] == "bitwise" and values["engine_threading_layer"] == "workqueue"
+    assert values["engine_kernel_threads"] == "1"
+
+
 class _FakeExecutor:
     """spin_once runs the scripted steps: a callable is called (it may raise), then the step is consumed."""
 

@@ -284,6 +284,8 @@ def test_node_raw_transport_and_engine_fallback(ros_processes, ros_node, checkpo
     back = out.wait_status("camera CAM_BACK", lambda s: "unsupported Image encoding" in s.get("message", ""),
                            "encoding error")
     assert "yuv422" in back["message"]
+    status = out.wait_status(": node", lambda s: s.get("engine") == "torch", "the engine on /diagnostics")
+    assert status["engine_device"] == "cpu" and status["engine_torch_threads"] == "1"  # num_threads:=1
     assert node.terminate() == 0, node.describe()
 
 

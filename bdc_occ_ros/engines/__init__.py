@@ -46,6 +46,10 @@ class Engine(Protocol):
 
     def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput: ...
 
+    def runtime_info(self) -> dict[str, str]:
+        """How the engine runs (device, threads, runtimes), as the node's /diagnostics report it."""
+        ...
+
 
 def create_engine(
     name: str,

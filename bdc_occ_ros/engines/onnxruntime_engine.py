@@ -85,6 +85,11 @@ class OnnxRuntimeEngine:
         """The graph's calibration inputs for ``geometry`` (cached per geometry by the view transformer)."""
         return ranks_to_inputs(self._view_transformer.ranks_for(geometry))
 
+    def runtime_info(self) -> dict[str, str]:
+        threads = self.session.get_session_options().intra_op_num_threads
+        return {"providers": ",".join(self.session.get_providers()),
+                "intra_op_threads": str(threads) if threads else "onnxruntime default"}  # fmt: skip
+
     def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput:
         if imgs.dim() != 5 or imgs.shape[0] != 1:
             raise ValueError(f"the onnxruntime engine takes one sample (1, N, 3, H, W), got {tuple(imgs.shape)}")

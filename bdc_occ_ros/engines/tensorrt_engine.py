@@ -77,6 +77,9 @@ class TensorRTEngine:
         self._outputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         self._trt = trt
 
+    def runtime_info(self) -> dict[str, str]:
+        return {"device": str(self.device), "tensorrt": self._trt.__version__, "engine_file": str(self.engine_path)}
+
     def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput:
         if self.context is None:
             raise RuntimeError("this TensorRT engine was created with build_only=True")

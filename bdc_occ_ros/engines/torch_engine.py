@@ -38,6 +38,9 @@ class TorchEngine:
         self.device = torch.device(device)
         self.model = load_weights(cfg, checkpoint, device)
 
+    def runtime_info(self) -> dict[str, str]:
+        return {"device": str(self.device), "torch_threads": str(torch.get_num_threads())}
+
     @torch.inference_mode()
     def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput:
         out = self.model(imgs.to(self.device), geometry.to(self.device))

@@ -48,6 +48,7 @@ class NodeMonitor:
         self.state = STATES[0]
         self.state_detail = ""
         self.engine = ""
+        self.engine_info: dict[str, str] = {}  # Engine.runtime_info(), reported with an "engine_" prefix
         self.sets_in = 0
         self.frames_out = 0
         self.skipped_no_subscribers = 0
@@ -104,6 +105,7 @@ class NodeMonitor:
             values = {
                 "state": self.state,
                 "engine": self.engine,
+                **{f"engine_{k}": v for k, v in self.engine_info.items()},
                 "sets_in": self.sets_in,
                 "frames_out": self.frames_out,
                 "skipped_no_subscribers": self.skipped_no_subscribers,

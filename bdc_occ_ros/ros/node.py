@@ -241,6 +241,7 @@ class BdcOccNode(Node):
             raise StartupError(f"cannot load the model (model_config {self.model_config}, checkpoint "
                                f"{self.checkpoint}, engine {p.engine}): {type(exc).__name__}: {exc}") from exc
         self.monitor.engine = pipeline.engine.name
+        self.monitor.engine_info = pipeline.engine.runtime_info()
         if pipeline.engine.name != p.engine:
             self.get_logger().warning(f"engine '{p.engine}' is unavailable here; falling back to "
                                       f"'{pipeline.engine.name}'")

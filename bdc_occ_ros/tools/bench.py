@@ -436,7 +436,6 @@ def run(args: argparse.Namespace) -> int:
 
     from bdc_occ_ros.config import UnitVariant, load_model_config
     from bdc_occ_ros.engines.bitwise.convert import pack_model, weight_bytes
-    from bdc_occ_ros.engines.bitwise.engine import set_kernel_threads
     from bdc_occ_ros.engines.bitwise.packed_file import save_packed
     from bdc_occ_ros.model.checkpoint import load_checkpoint, load_model, save_checkpoint
     from bdc_occ_ros.model.network import build_model
@@ -477,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
         if pipes["bdc_bitwise"].engine.name != "bitwise":
             raise RuntimeError("the bitwise engine is unavailable here (fell back to torch); see the warning above")
         # after the engine's own default, so an explicit choice wins for the whole run
-        kernel_threads = set_kernel_threads(args.kernel_threads)
+        kernel_threads = pipes["bdc_bitwise"].engine.inner.set_kernel_threads(args.kernel_threads)
         report["machine"]["numba_threads"] = kernel_threads
         report["machine"]["numba_threading_layer"] = numba.threading_layer()
         report["machine"]["openmp_runtimes"] = [str(path) for path in openmp_runtimes()]  # one: shared with torch

@@ -49,7 +49,9 @@ def set_kernel_threads(n: int | None = None) -> int:
 class BitwiseEngine:
     """XNOR-popcount engine. ``checkpoint``: a packed file (``bdc-occ bench``/:func:`save_packed`), a float
     checkpoint (packed on load) or None (random init). CPU only; its kernels run on :func:`default_kernel_threads`
-    numba and BLAS threads (:func:`set_kernel_threads` after construction changes that)."""
+    numba and BLAS threads (:meth:`set_kernel_threads` after construction changes that), in whichever thread calls
+    :meth:`infer`: numba's thread count is per calling thread, and the node infers on its worker thread, not on the
+    one that built the engine (that thread ran the kernels on every core, whatever the engine had chosen)."""
 
     name = "bitwise"
 
@@ -66,7 +68,7 @@ class BitwiseEngine:
         from bdc_occ_ros.engines.bitwise.layers import warm_up
         from bdc_occ_ros.engines.bitwise.packed_file import is_packed_file, load_packed
 
-        self.threads = set_kernel_threads()
+        self.set_kernel_threads()
         if checkpoint is not None and is_packed_file(checkpoint):
             self.model, _ = load_packed(checkpoint)
             if self.model.cfg.to_dict() != cfg.to_dict():
@@ -78,10 +80,33 @@ class BitwiseEngine:
         self.cfg = cfg
         warm_up()  # JIT/cache load now, at start-up, not on the first frame
 
+    def set_kernel_threads(self, n: int | None = None) -> int:
+        """Run the kernels on ``n`` threads (None: :func:`default_kernel_threads`); returns the count used."""
+        self.threads = set_kernel_threads(n)
+        return self.threads
+
+    def runtime_info(self) -> dict[str, str]:
+        """How the kernels run, for /diagnostics: a slow threading layer or a second OpenMP runtime shows here."""
+        import numba
+
+        full_width = (numba.config.CPU_FEATURES or "").endswith(",-prefer-256-bit")
+        return {
+            "kernel_threads": str(self.threads),
+            "threading_layer": numba.threading_layer(),
+            "openmp_runtimes": str(len(openmp_runtimes())),
+            "llvm_prefer_256_bit": "off" if full_width else "cpu default",
+            "torch_threads": str(torch.get_num_threads()),
+        }
+
     @torch.inference_mode()
     def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput:
+        import numba
+
+        from bdc_occ_ros.engines.bitwise import kernels
         from bdc_occ_ros.engines.bitwise.convert import run_stages
 
+        if kernels.calling_thread_kernel_threads() != self.threads:
+            numba.set_num_threads(self.threads)
         out, timings = run_stages(self.model.network, imgs.cpu(), geometry.to("cpu"))
         t0 = time.perf_counter()
         labels = out["occ_logits"].argmax(dim=-1).to(torch.uint8)

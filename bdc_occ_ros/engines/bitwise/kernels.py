@@ -108,7 +108,7 @@ _launch_thread_pool()
 
 #: The calling thread's numba thread count. numba.get_num_threads() takes two locks per call (0.9-1.4 us, measured:
 #: 5 % of a 32x50x50 layer, which calls two kernels); with the pool running, its C getter answers alone.
-_numba_threads = getattr(numba.np.ufunc.parallel, "_get_num_threads", None) or numba.get_num_threads
+calling_thread_kernel_threads = getattr(numba.np.ufunc.parallel, "_get_num_threads", None) or numba.get_num_threads
 
 
 class DualKernel:
@@ -135,7 +135,7 @@ class DualKernel:
     def build_for(self, *args):
         """The build a call with these arguments runs: parallel with several numba threads and enough work."""
         big = args[self.work_arg].size >= PARALLEL_MIN_ELEMENTS
-        return self.parallel if big and _numba_threads() > 1 else self.serial
+        return self.parallel if big and calling_thread_kernel_threads() > 1 else self.serial
 
     def __call__(self, *args):
         return self.build_for(*args)(*args)
