@@ -201,6 +201,45 @@ def test_binary_pointwise_equals_torch(batch: int, cin: int, cout: int, pixels: 
                                atol=2e-6 * scale * pixels)  # fmt: skip
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("batch", "cin", "cmid", "cout", "h", "w"),
+    [
+        (2, 32, 32, 32, 23, 50),  # whole spans and a partial last one (50 wide: 20 rows per span)
+        (1, 70, 40, 9, 7, 130),  # 64-bit words, channels not multiples of 4, a row longer than a chunk
+        (1, 3, 5, 6, 1, 1), (1, 8, 16, 8, 3, kernels.FUSED_SPAN_PIXELS + 1),  # one pixel; rows longer than a span
+    ],
+)  # fmt: skip
+def test_conv3x3_pointwise_equals_the_two_kernels(batch, cin, cmid, cout, h, w, threads) -> None:
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs 2 numba threads")
+    g = torch.Generator().manual_seed(cin + cmid + h)
+    x = torch.randn(batch, cin, h, w, generator=g)
+    xp = pack_activation(x, np.ones(cin, np.float32), np.zeros(cin, np.float32))
+    wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((torch.randn(cmid, cin, 3, 3, generator=g) >= 0)
+                                                                 .numpy()), cin)  # fmt: skip
+    conv_vectors = [torch.randn(cmid, generator=g).numpy() for _ in range(5)]
+    entry, sign = kernels.signed_sum_tables((torch.rand(cout, cmid, generator=g) > 0.5).numpy())
+    vectors = [torch.randn(cout, generator=g).numpy() for _ in range(5)]
+    y = np.empty((batch, cmid, h, w), np.float32)
+    kernels.binary_conv3x3(xp, h, w, wq, pad_share, cin, 1, *conv_vectors, True, _E4, y)
+    ref = np.empty((batch, cout, h * w), np.float32)
+    ref_sums = np.empty((batch, kernels.pointwise_slabs(h * w), cout), np.float32)
+    kernels.binary_pointwise(y.reshape(batch, cmid, h * w), entry, sign, *vectors, ref, ref_sums)
+    out = np.full((batch, cout, h * w), np.nan, np.float32)
+    sums = np.full((batch, kernels.fused_spans(h, w), cout), np.nan, np.float32)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        build = kernels.binary_conv3x3_pointwise.parallel if threads > 1 else kernels.binary_conv3x3_pointwise.serial
+        build(xp, h, w, wq, pad_share, cin, *conv_vectors, entry, sign, *vectors, out, sums)
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(out, ref)  # the same float operations in the same order, pixel by pixel
+    np.testing.assert_allclose(sums.sum(axis=1), ref_sums.sum(axis=1), rtol=1e-5,
+                               atol=1e-6 * float(np.abs(ref).sum(axis=2).max()))  # fmt: skip
+
+
 def test_full_width_features_only_for_avx512() -> None:
     assert kernels.full_width_features("+avx2,+avx512f,+popcnt") == "+avx2,+avx512f,+popcnt,-prefer-256-bit"
     assert kernels.full_width_features("+avx2,-avx512f,+popcnt") is None

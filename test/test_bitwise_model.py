@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -15,7 +17,7 @@ from bdc_occ_ros.config import ModelConfig, UnitVariant, load_model_config
 from bdc_occ_ros.engines import create_engine
 from bdc_occ_ros.engines.bitwise.blocks import PACKED_BLOCKS
 from bdc_occ_ros.engines.bitwise.convert import BitwiseModel, pack_model, weight_bytes
-from bdc_occ_ros.engines.bitwise.layers import PackedUnit
+from bdc_occ_ros.engines.bitwise.layers import FUSED_MIN_PIXELS, PackedUnit
 from bdc_occ_ros.geometry import NUSCENES_CAMERAS, RigCalibration
 from bdc_occ_ros.model.inputs import CameraGeometry, geometry_from_calibration
 from bdc_occ_ros.model.network import build_model
@@ -63,6 +65,49 @@ def test_packed_unit_equals_torch_unit(variant: UnitVariant, cin: int, cout: int
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
     # channels_last input takes the other pack kernel and must give the same result
     assert torch.equal(packed(x.contiguous(memory_format=torch.channels_last)), got)
+
+
+def test_large_unit_fuses_its_convs_and_equals_torch_unit() -> None:
+    # from FUSED_MIN_PIXELS on, the 3x3 and the first 1x1 conv run as one kernel
+    unit = make_unit(UnitVariant.BDC_V3, 40, 40, 1, with_bn=True).eval()
+    _randomize(unit, 3)
+    x = torch.randn(1, 40, 90, 120, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        ref = unit(x)
+    packed = PackedUnit.from_unit(unit)
+    assert packed.fuse_first_pointwise(90 * 120) and not packed.fuse_first_pointwise(FUSED_MIN_PIXELS - 1)
+    torch.testing.assert_close(packed(x), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+#: Warms up, then runs units at the edge model's shapes and prints the kernel builds those compiled (none expected).
+_WARM_UP_PROBE = """
+from bdc_occ_ros.openmp import load_system_openmp
+load_system_openmp()
+import torch
+from bdc_occ_ros.config import UnitVariant
+from bdc_occ_ros.engines.bitwise import kernels
+from bdc_occ_ros.engines.bitwise.layers import PackedUnit, warm_up
+from bdc_occ_ros.model.units import make_unit
+
+def builds():
+    return {(name, build): len(getattr(k, build).signatures) for name, k in vars(kernels).items()
+            if isinstance(k, kernels.DualKernel) for build in ("serial", "parallel")}
+
+warm_up()
+before = builds()
+for c, h, w in [(32, 200, 200), (64, 100, 100), (32, 100, 100), (64, 50, 50), (128, 25, 25), (2, 100, 100)]:
+    for stride in (1, 2) if h % 2 == 0 else (1,):
+        PackedUnit.from_unit(make_unit(UnitVariant.BDC_V3, c, c, stride, with_bn=False).eval())(torch.randn(1, c, h, w))
+print(sorted(key for key, n in builds().items() if n != before[key]))
+"""
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_warm_up_leaves_nothing_to_compile(threads: str) -> None:
+    env = {**os.environ, "NUMBA_NUM_THREADS": threads}
+    out = subprocess.run([sys.executable, "-c", _WARM_UP_PROBE], env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "[]", out.stdout
 
 
 def _blocks(variant: UnitVariant) -> dict[str, tuple[torch.nn.Module, int]]:

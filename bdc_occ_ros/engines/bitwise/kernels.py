@@ -48,6 +48,10 @@ LANES = 16
 #: (16 KiB) stay in L1 across the input's word planes.
 CONV_SPAN_PIXELS = 2048
 
+#: Output pixels per task of :func:`binary_conv3x3_pointwise` (whole rows, at least one): the conv's output tile,
+#: all its channels (256 KiB at 64), stays in L2 for the 1x1 conv that reads it.
+FUSED_SPAN_PIXELS = 1024
+
 #: Pixels packed per chunk: the chunk's 32-bit words (8 KiB, 16 KiB for 64-bit words) stay in L1 across channels.
 PACK_CHUNK_PIXELS = 2048
 
@@ -431,65 +435,86 @@ def binary_conv3x3(
     comes from a per-pixel base vector of the row kind (:func:`_row_base`), so the border pixels need no second
     pass (redoing the first and last pixel of every row cost 20-25 % of a 32x50x50 conv, measured).
     """
-    nb, nk, words = xp.shape
+    nb, _, words = xp.shape
     _, nco, ho, wo = out.shape
     if words < plane_words(nh, nw):  # the spans' last blocks would read past the plane
         raise ValueError("binary_conv3x3: packed planes shorter than plane_words(nh, nw)")
     pitch = row_pitch(nw)
-    has_res = residual.shape[0] > 0
-    right_padded = (wo - 1) * stride + 2 > nw
     span_rows = max(1, CONV_SPAN_PIXELS // pitch)
-    row_step = pitch if stride == 1 else wo  # from one output row's sums to the next
+    shape = (nh, wo, pitch, stride)
+    epilogue = (mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual)
     npair = (nco + 1) // 2
     for bp in prange(nb * npair):
         b = bp // npair
         o0 = 2 * (bp % npair)
         o1 = min(o0 + 1, nco - 1)  # an odd last channel is computed twice (same values)
-        acc0 = np.empty(whole_blocks(span_rows * row_step), np.int32)
-        acc1 = np.empty_like(acc0)
-        # Per output pixel of a row, the sum's base 9*Cin less what its padded taps add (pad_share): one vector per
-        # channel, refilled only when the kind of row (top, bottom, inner) changes.
-        base0 = np.empty(wo, np.float32)
-        base1 = np.empty(wo, np.float32)
+        acc0, acc1, base0, base1 = _span_scratch(span_rows, shape)
         filled = -1
         for oy0 in range(0, ho, span_rows):
-            nrows = min(span_rows, ho - oy0)
-            span = whole_blocks(nrows * row_step)
-            acc0[:span] = 0
-            acc1[:span] = 0
-            for k in range(nk):
-                plane = xp[b, k]
-                if stride == 1:  # contiguous loads (vectorised, no gathers)
-                    _xnor_span_stride1(plane, np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k],
-                                       acc0, acc1, span)  # fmt: skip
-                else:
-                    grid = plane[:(nh + 2) * pitch].reshape(nh + 2, pitch)
-                    for r in range(nrows):
-                        _xnor_row_stride2(grid, 2 * (oy0 + r), wq[o0, k], wq[o1, k], acc0, acc1, r * wo, wo)
+            filled = _conv_span(xp, b, oy0, min(span_rows, ho - oy0), shape, wq, pad_share, cin, epilogue, o0, o1,
+                                acc0, acc1, base0, base1, filled, out, b, oy0)  # fmt: skip
+
+
+@njit(inline="always")
+def _span_scratch(span_rows, shape):
+    """One task's scratch for :func:`_conv_span`: the two channels' int32 sums of a span, and per output pixel of
+    a row the sum's base 9*Cin less what its padded taps add (pad_share), one vector per channel, refilled only when
+    the kind of row (top, bottom, inner) changes."""
+    _, wo, pitch, stride = shape
+    row_step = pitch if stride == 1 else wo  # from one output row's sums to the next
+    acc0 = np.empty(whole_blocks(span_rows * row_step), np.int32)
+    return acc0, np.empty_like(acc0), np.empty(wo, np.float32), np.empty(wo, np.float32)
+
+
+@njit(inline="always")
+def _conv_span(xp, b, oy0, nrows, shape, wq, pad_share, cin, epilogue, o0, o1, acc0, acc1, base0, base1, filled, dst,
+               db, dy0):
+    """Output rows oy0 .. oy0 + nrows - 1 of channels o0 and o1 of image b (:func:`binary_conv3x3`'s arguments;
+    shape: (H, Wo, row pitch, stride); epilogue: (mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual))
+    into ``dst[db, o, dy0 + r]``: the output map itself, or a tile the next kernel reads from cache. ``filled``: the
+    kind of row base0/base1 hold (-1: none); returns the kind they hold after the span."""
+    nh, wo, pitch, stride = shape
+    mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual = epilogue
+    row_step = pitch if stride == 1 else wo
+    right_padded = (wo - 1) * stride + 2 > pitch - 1  # the last taps reach past column W - 1 (pitch = W + 1)
+    span = whole_blocks(nrows * row_step)
+    acc0[:span] = 0
+    acc1[:span] = 0
+    for k in range(xp.shape[1]):
+        plane = xp[b, k]
+        if stride == 1:  # contiguous loads (vectorised, no gathers)
+            _xnor_span_stride1(plane, np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k], acc0, acc1, span)
+        else:
+            grid = plane[:(nh + 2) * pitch].reshape(nh + 2, pitch)
             for r in range(nrows):
-                oy = oy0 + r
-                r0 = oy * stride
-                top = r0 == 0
-                bottom = r0 + 2 > nh
-                kind = (1 if top else 0) + (2 if bottom else 0)
-                if kind != filled:
-                    filled = kind
-                    _row_base(pad_share, o0, cin, top, bottom, right_padded, base0)
-                    _row_base(pad_share, o1, cin, top, bottom, right_padded, base1)
-                for pair in range(2):
-                    o = o0 if pair == 0 else o1
-                    acc = (acc0 if pair == 0 else acc1)[r * row_step:r * row_step + wo]
-                    base = base0 if pair == 0 else base1
-                    m = mul[o]
-                    a = add[o]
-                    g = rp_gamma[o] if use_rprelu else np.float32(0.0)
-                    sl = rp_slope[o] if use_rprelu else np.float32(0.0)
-                    z = rp_zeta[o] if use_rprelu else np.float32(0.0)
-                    for ox in range(wo):
-                        out[b, o, oy, ox] = _epilogue(base[ox], acc[ox], m, a, g, sl, z, use_rprelu)
-                    if has_res:
-                        for ox in range(wo):
-                            out[b, o, oy, ox] += residual[b, o, oy, ox]
+                _xnor_row_stride2(grid, 2 * (oy0 + r), wq[o0, k], wq[o1, k], acc0, acc1, r * wo, wo)
+    has_res = residual.shape[0] > 0
+    for r in range(nrows):
+        oy = oy0 + r
+        r0 = oy * stride
+        top = r0 == 0
+        bottom = r0 + 2 > nh
+        kind = (1 if top else 0) + (2 if bottom else 0)
+        if kind != filled:
+            filled = kind
+            _row_base(pad_share, o0, cin, top, bottom, right_padded, base0)
+            _row_base(pad_share, o1, cin, top, bottom, right_padded, base1)
+        for pair in range(2):
+            o = o0 if pair == 0 else o1
+            acc = (acc0 if pair == 0 else acc1)[r * row_step:r * row_step + wo]
+            base = base0 if pair == 0 else base1
+            m = mul[o]
+            a = add[o]
+            g = rp_gamma[o] if use_rprelu else np.float32(0.0)
+            sl = rp_slope[o] if use_rprelu else np.float32(0.0)
+            z = rp_zeta[o] if use_rprelu else np.float32(0.0)
+            dy = dy0 + r
+            for ox in range(wo):
+                dst[db, o, dy, ox] = _epilogue(base[ox], acc[ox], m, a, g, sl, z, use_rprelu)
+            if has_res:
+                for ox in range(wo):
+                    dst[db, o, dy, ox] += residual[b, o, oy, ox]
+    return filled
 
 
 def signed_sum_tables(sign_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -551,14 +576,16 @@ def _tabulate(x0, x1, x2, x3, table, lane):
 
 
 @njit(inline="always")
-def _pointwise_chunk(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out, sums, b, slab, p0, n, tables, acc):
-    """:func:`binary_pointwise` on the n <= POINTWISE_CHUNK pixels from p0 (uint64) of image b; adds to
-    sums[b, slab]."""
+def _pointwise_chunk(y, yb, yp0, entry, sign, epilogue, out, ob, op0, n, tables, acc, sums, slab):
+    """:func:`binary_pointwise` on n <= POINTWISE_CHUNK pixels: from pixel yp0 of image yb of y to pixel op0 of image
+    ob of out (uint64 offsets); epilogue: (mul, add, rp_gamma, rp_slope, rp_zeta). Adds the outputs to
+    sums[ob, slab]."""
+    mul, add, rp_gamma, rp_slope, rp_zeta = epilogue
     nco = out.shape[1]
     for quad in range(entry.shape[1] // 4):
         g = 4 * quad
         for i in range(4):
-            _signed_sums(y, b, 4 * (g + i), p0, n, tables[i])
+            _signed_sums(y, yb, 4 * (g + i), yp0, n, tables[i])
         t0, t1, t2, t3 = tables[0], tables[1], tables[2], tables[3]
         for o in range(nco):
             e0, e1, e2, e3 = entry[o, g], entry[o, g + 1], entry[o, g + 2], entry[o, g + 3]
@@ -576,9 +603,9 @@ def _pointwise_chunk(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out,
         total = np.float32(0.0)
         for lane in range(n):
             v = _rprelu(m * row[lane] + a, g, s, z)
-            out[b, o, p0 + np.uint64(lane)] = v
+            out[ob, o, op0 + np.uint64(lane)] = v
             total += v
-        sums[b, slab, o] += total
+        sums[ob, slab, o] += total
 
 
 def pointwise_slabs(pixels: int) -> int:
@@ -593,7 +620,7 @@ def binary_pointwise(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out,
 
     y: (B, Cin, P) float32; entry, sign: :func:`signed_sum_tables` of W; mul, add, rp_*: (Cout,) float32 (alpha and
     a BatchNorm folded into mul/add; ``prelu(. + rp_gamma, rp_slope) + rp_zeta``); out: (B, Cout, P) float32;
-    sums: (B, :func:`pointwise_slabs` (P), Cout) float32, zeroed by the caller: per-task channel sums of out (the
+    sums: (B, :func:`pointwise_slabs` (P), Cout) float32: per-task channel sums of out (the
     weight branch's global average pool, without another pass over the map).
 
     Per chunk of pixels, the 8 signed sums of every 4 input channels are tabulated once (12 adds per pixel and
@@ -606,20 +633,85 @@ def binary_pointwise(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out,
     nb, _, npix = y.shape
     nco = out.shape[1]
     nslab = sums.shape[1]
+    epilogue = (mul, add, rp_gamma, rp_slope, rp_zeta)
     for task in prange(nb * nslab):
         b = task // nslab
         slab = task % nslab
         tables = np.empty((4, 8, POINTWISE_CHUNK), np.float32)
         acc = np.empty((nco, POINTWISE_CHUNK), np.float32)
         end = min((slab + 1) * POINTWISE_SLAB, npix)
+        sums[b, slab] = 0
         for chunk in range(POINTWISE_SLAB // POINTWISE_CHUNK):
             p0 = slab * POINTWISE_SLAB + chunk * POINTWISE_CHUNK
+            q0 = np.uint64(p0)
             if p0 + POINTWISE_CHUNK <= end:  # a constant trip count: whole vectors
-                _pointwise_chunk(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out, sums, b, slab,
-                                 np.uint64(p0), POINTWISE_CHUNK, tables, acc)  # fmt: skip
+                _pointwise_chunk(y, b, q0, entry, sign, epilogue, out, b, q0, POINTWISE_CHUNK, tables, acc, sums, slab)
             elif p0 < end:
-                _pointwise_chunk(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out, sums, b, slab,
-                                 np.uint64(p0), end - p0, tables, acc)  # fmt: skip
+                _pointwise_chunk(y, b, q0, entry, sign, epilogue, out, b, q0, end - p0, tables, acc, sums, slab)
+
+
+#: :func:`_conv_span` compiled on its own: its float operations keep torch's order (no fastmath flags) inside
+#: :func:`binary_conv3x3_pointwise`, whose ``reassoc`` is for the 1x1 conv's channel sums.
+_conv_span_exact = njit(_conv_span.py_func)
+
+
+@njit
+def fused_span_rows(width):
+    """Output rows per task of :func:`binary_conv3x3_pointwise` for maps ``width`` pixels wide."""
+    return max(1, FUSED_SPAN_PIXELS // width)
+
+
+def fused_spans(height: int, width: int) -> int:
+    """Tasks per image of :func:`binary_conv3x3_pointwise` (the second axis of its ``sums``)."""
+    return -(-height // fused_span_rows(width))
+
+
+@partial(DualKernel, fastmath=frozenset({"reassoc"}), work_arg=-2)
+def binary_conv3x3_pointwise(
+    xp, nh, nw, wq, pad_share, cin, conv_mul, conv_add, conv_gamma, conv_slope, conv_zeta,
+    entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out, sums,
+):  # fmt: skip
+    """A stride-1 :func:`binary_conv3x3` with its RPReLU epilogue (conv_*), then :func:`binary_pointwise` on its
+    output, one span of :data:`FUSED_SPAN_PIXELS` output pixels (whole rows) per task: the conv writes every channel
+    of its span into a tile that stays in cache and the 1x1 conv reads it there, instead of a (B, C, H, W) map
+    written to memory and read back (with the write's read-for-ownership, three passes over the map).
+
+    Arguments as those two kernels take them; out: (B, Cout, H*W) float32; sums: (B, :func:`fused_spans` (H, W),
+    Cout) float32, per-task channel sums of out. out equals the two kernels' output bit for bit; the sums are added
+    over other pixel ranges, so they differ by float rounding.
+    """
+    nb, _, words = xp.shape
+    nmid = wq.shape[0]
+    if words < plane_words(nh, nw):
+        raise ValueError("binary_conv3x3_pointwise: packed planes shorter than plane_words(nh, nw)")
+    pitch = row_pitch(nw)
+    span_rows = fused_span_rows(nw)
+    nspan = sums.shape[1]
+    shape = (nh, nw, pitch, 1)
+    conv_epilogue = (conv_mul, conv_add, conv_gamma, conv_slope, conv_zeta, True, np.empty((0, 0, 0, 0), np.float32))
+    epilogue = (mul, add, rp_gamma, rp_slope, rp_zeta)
+    for task in prange(nb * nspan):
+        b = task // nspan
+        span = task % nspan
+        oy0 = span * span_rows
+        nrows = min(span_rows, nh - oy0)
+        tile = np.empty((1, nmid, span_rows, nw), np.float32)
+        acc0, acc1, base0, base1 = _span_scratch(span_rows, shape)
+        for pair in range((nmid + 1) // 2):
+            o0 = 2 * pair
+            _conv_span_exact(xp, b, oy0, nrows, shape, wq, pad_share, cin, conv_epilogue, o0, min(o0 + 1, nmid - 1),
+                             acc0, acc1, base0, base1, -1, tile, 0, 0)  # fmt: skip
+        y = tile.reshape(1, nmid, span_rows * nw)
+        tables = np.empty((4, 8, POINTWISE_CHUNK), np.float32)
+        acc = np.empty((out.shape[1], POINTWISE_CHUNK), np.float32)
+        sums[b, span] = 0
+        npix = nrows * nw
+        for p0 in range(0, npix, POINTWISE_CHUNK):
+            q0, q = np.uint64(p0), np.uint64(oy0 * nw + p0)
+            if p0 + POINTWISE_CHUNK <= npix:  # a constant trip count: whole vectors
+                _pointwise_chunk(y, 0, q0, entry, sign, epilogue, out, b, q, POINTWISE_CHUNK, tables, acc, sums, span)
+            else:
+                _pointwise_chunk(y, 0, q0, entry, sign, epilogue, out, b, q, npix - p0, tables, acc, sums, span)
 
 
 @DualKernel

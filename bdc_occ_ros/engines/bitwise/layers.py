@@ -35,6 +35,10 @@ _EMPTY1 = np.empty(0, np.float32)
 _EMPTY3 = np.empty((0, 0, 0), np.float32)
 _EMPTY4 = np.empty((0, 0, 0, 0), np.float32)
 
+#: Smallest map (pixels) on which a unit runs its 3x3 and first 1x1 conv as one kernel: a task per
+#: kernels.FUSED_SPAN_PIXELS, so a 100x100 map gets ten to share out between the threads.
+FUSED_MIN_PIXELS = 10_000
+
 
 def _as_words(t: torch.Tensor) -> np.ndarray:
     """int32/int64 buffer -> the same bits as uint32/uint64 words (no copy)."""
@@ -236,9 +240,29 @@ class PackedPointwise(nn.Module):
             raise ValueError(f"PackedPointwise.run: the epilogue needs an RPReLU of {self.cout} channels")
         b, _, npix = x.shape
         out = empty32(b, self.cout, npix)
-        sums = np.zeros((b, kernels.pointwise_slabs(npix), self.cout), np.float32)
+        sums = np.empty((b, kernels.pointwise_slabs(npix), self.cout), np.float32)
         kernels.binary_pointwise(x, self.entry, self.table_sign, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope,
                                  epi.rp_zeta, out, sums)  # fmt: skip
+        return out, sums.sum(axis=1)
+
+    def run_after(
+        self, conv: PackedConv3x3, xp: np.ndarray, size: tuple[int, int], conv_epi: Epilogue, epi: Epilogue
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``run(conv.run(xp, size, conv_epi))`` for a stride-1 ``conv`` with an RPReLU, in one kernel that keeps
+        the conv's output in cache (:func:`kernels.binary_conv3x3_pointwise`): the same map bit for bit, the same
+        channel sums up to float rounding."""
+        if conv.stride != 1 or conv.cout != self.cin or conv_epi.rp_gamma.size != conv.cout:
+            raise ValueError("PackedPointwise.run_after: needs a stride-1 conv into this layer, with an RPReLU")
+        if epi.rp_gamma.size != self.cout:
+            raise ValueError(f"PackedPointwise.run_after: the epilogue needs an RPReLU of {self.cout} channels")
+        (h, w), b = size, xp.shape[0]
+        out = empty32(b, self.cout, h * w)
+        sums = np.empty((b, kernels.fused_spans(h, w), self.cout), np.float32)
+        kernels.binary_conv3x3_pointwise(
+            xp, h, w, conv.wq, conv.pad_share, conv.cin, conv_epi.mul, conv_epi.add, conv_epi.rp_gamma,
+            conv_epi.rp_slope, conv_epi.rp_zeta, self.entry, self.table_sign, epi.mul, epi.add, epi.rp_gamma,
+            epi.rp_slope, epi.rp_zeta, out, sums,
+        )  # fmt: skip
         return out, sums.sum(axis=1)
 
 
@@ -350,16 +374,26 @@ class PackedUnit(nn.Module):
             y = self.conv3.run(xp, x.shape[2:], self.epilogues[0], identity)
             gate, identity = np.ones(y.shape[:2], np.float32), _EMPTY4  # the residual is in y already
         else:
-            y = self.conv3.run(xp, x.shape[2:], self.epilogues[0])  # (B, Cin, Ho, Wo)
-            b, _, ho, wo = y.shape
-            y = y.reshape(b, -1, ho * wo)
-            for pw, epi in zip(self.pointwise, self.epilogues[1:], strict=True):
+            b, _, h, w = x.shape
+            ho, wo = kernels.conv_out_size(h, self.stride), kernels.conv_out_size(w, self.stride)
+            if self.fuse_first_pointwise(ho * wo):
+                y, sums = self.pointwise[0].run_after(self.conv3, xp, (ho, wo), *self.epilogues[:2])
+                rest = zip(self.pointwise[1:], self.epilogues[2:], strict=True)
+            else:
+                y = self.conv3.run(xp, x.shape[2:], self.epilogues[0]).reshape(b, -1, ho * wo)  # (B, Cin, Ho*Wo)
+                rest = zip(self.pointwise, self.epilogues[1:], strict=True)
+            for pw, epi in rest:
                 y, sums = pw.run(y, epi)
             gate = self.gate(sums / np.float32(ho * wo))
         kernels.unit_output(
             _flat(y), gate, _flat(identity), _flat(post.extra), np.float32(post.scale), *post.act, _flat(out)
         )
         return out
+
+    def fuse_first_pointwise(self, pixels: int) -> bool:
+        """Whether the 3x3 conv and the first 1x1 conv run as one kernel (:meth:`PackedPointwise.run_after`): at
+        stride 1, on maps of at least :data:`FUSED_MIN_PIXELS` (smaller ones have too few spans to share out)."""
+        return self.stride == 1 and len(self.pointwise) > 0 and pixels >= FUSED_MIN_PIXELS
 
     def gate(self, means: np.ndarray) -> np.ndarray:
         """The weight branch on the channel means (B, C) of the main path -> (B, C) per-channel gate (ones without
@@ -380,8 +414,9 @@ def warm_up() -> None:
 
     for channels in (2, 40):  # uint32 and uint64 words
         # 256x256 maps take the parallel builds: every kernel's first argument, the packed words of one plane
-        # (258 * 258) included, reaches kernels.PARALLEL_MIN_ELEMENTS.
-        for size in (4, 256) if numba.get_num_threads() > 1 else (4,):
+        # (258 * 258) included, reaches kernels.PARALLEL_MIN_ELEMENTS. 100x100 maps take the fused 3x3 + 1x1 kernel
+        # (FUSED_MIN_PIXELS), whose output has too few elements at 2 channels for the parallel build.
+        for size in (4, 100, 256) if numba.get_num_threads() > 1 else (4, 100):
             x = torch.zeros(1, channels, size, size)
             kernels.upsample2x_bilinear(x.numpy(), empty32(1, channels, 2 * size, 2 * size))
             for variant in (UnitVariant.BISR, UnitVariant.BDC_V3):
