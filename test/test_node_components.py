@@ -250,6 +250,27 @@ def test_spin_stops_cleanly_when_a_take_fails_during_shutdown() -> None:
     assert executor.steps == []
 
 
+def test_spin_stops_cleanly_when_the_shutdown_follows_the_failed_take() -> None:
+    # rclpy's signal thread shuts the context down a moment after the interrupted take failed
+    from bdc_occ_ros.ros.node import spin_until_stopped
+
+    checks = {"after_failure": 0}
+    failed = threading.Event()
+
+    def ok() -> bool:
+        if failed.is_set():
+            checks["after_failure"] += 1
+        return checks["after_failure"] < 3
+
+    def take_fails_before_the_shutdown() -> None:
+        failed.set()
+        raise RuntimeError("Unable to convert call argument '0' to Python object")
+
+    executor = _FakeExecutor([lambda: None, take_fails_before_the_shutdown])
+    assert spin_until_stopped(executor, _FakeNode(), ok=ok, shutdown_grace_s=5.0) == 0
+    assert checks["after_failure"] >= 3  # it waited for the shutdown instead of raising
+
+
 def test_spin_propagates_errors_while_running_and_returns_the_exit_code() -> None:
     from bdc_occ_ros.ros.node import spin_until_stopped
 
@@ -257,7 +278,7 @@ def test_spin_propagates_errors_while_running_and_returns_the_exit_code() -> Non
         raise RuntimeError("a real error")
 
     with pytest.raises(RuntimeError, match="a real error"):
-        spin_until_stopped(_FakeExecutor([broken]), _FakeNode(), ok=lambda: True)
+        spin_until_stopped(_FakeExecutor([broken]), _FakeNode(), ok=lambda: True, shutdown_grace_s=0.05)
     node = _FakeNode()
 
     def stop() -> None:

@@ -394,17 +394,28 @@ def _coerce(name: str, value, default):
     return value
 
 
-def spin_until_stopped(executor, node, ok: Callable[[], bool] = rclpy.ok) -> int:
+#: How long a failed take may wait for rclpy's signal thread to shut the context down before it counts as an error.
+SHUTDOWN_GRACE_S = 2.0
+
+
+def spin_until_stopped(
+    executor, node, ok: Callable[[], bool] = rclpy.ok, shutdown_grace_s: float = SHUTDOWN_GRACE_S
+) -> int:
     """Spin until the node sets an exit code or rclpy shuts down (SIGINT/SIGTERM); returns the exit code.
 
     A signal can arrive while rclpy is taking a message, and rclpy may then fail that take (seen on the
-    loaded CI machine: ``RuntimeError: Unable to convert call argument '0' to Python object``). Once rclpy
-    has shut down, such an error is part of a clean stop; before that it is a real error and propagates.
+    loaded CI machine: ``RuntimeError: Unable to convert call argument '0' to Python object``: the signal's
+    KeyboardInterrupt lands in the call's argument conversion). rclpy shuts its context down from a signal thread,
+    so the failure can come first: it waits up to ``shutdown_grace_s`` for the shutdown. Once rclpy has shut down,
+    such an error is part of a clean stop; if it does not, the error is real and propagates.
     """
     while ok() and node.exit_code is None:
         try:
             executor.spin_once(timeout_sec=0.1)
         except Exception:
+            deadline = time.monotonic() + shutdown_grace_s
+            while ok() and time.monotonic() < deadline:
+                time.sleep(0.01)
             if ok():
                 raise
             break
