@@ -435,24 +435,65 @@ def binary_conv3x3(
     comes from a per-pixel base vector of the row kind (:func:`_row_base`), so the border pixels need no second
     pass (redoing the first and last pixel of every row cost 20-25 % of a 32x50x50 conv, measured).
     """
-    nb, _, words = xp.shape
+    nb, nk, words = xp.shape
     _, nco, ho, wo = out.shape
     if words < plane_words(nh, nw):  # the spans' last blocks would read past the plane
         raise ValueError("binary_conv3x3: packed planes shorter than plane_words(nh, nw)")
     pitch = row_pitch(nw)
+    has_res = residual.shape[0] > 0
+    right_padded = (wo - 1) * stride + 2 > nw
     span_rows = max(1, CONV_SPAN_PIXELS // pitch)
-    shape = (nh, wo, pitch, stride)
-    epilogue = (mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual)
+    row_step = pitch if stride == 1 else wo  # from one output row's sums to the next
     npair = (nco + 1) // 2
     for bp in prange(nb * npair):
         b = bp // npair
         o0 = 2 * (bp % npair)
         o1 = min(o0 + 1, nco - 1)  # an odd last channel is computed twice (same values)
-        acc0, acc1, base0, base1 = _span_scratch(span_rows, shape)
+        acc0 = np.empty(whole_blocks(span_rows * row_step), np.int32)
+        acc1 = np.empty_like(acc0)
+        # Per output pixel of a row, the sum's base 9*Cin less what its padded taps add (pad_share): one vector per
+        # channel, refilled only when the kind of row (top, bottom, inner) changes.
+        base0 = np.empty(wo, np.float32)
+        base1 = np.empty(wo, np.float32)
         filled = -1
         for oy0 in range(0, ho, span_rows):
-            filled = _conv_span(xp, b, oy0, min(span_rows, ho - oy0), shape, wq, pad_share, cin, epilogue, o0, o1,
-                                acc0, acc1, base0, base1, filled, out, b, oy0)  # fmt: skip
+            nrows = min(span_rows, ho - oy0)
+            span = whole_blocks(nrows * row_step)
+            acc0[:span] = 0
+            acc1[:span] = 0
+            for k in range(nk):
+                plane = xp[b, k]
+                if stride == 1:  # contiguous loads (vectorised, no gathers)
+                    _xnor_span_stride1(plane, np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k],
+                                       acc0, acc1, span)  # fmt: skip
+                else:
+                    grid = plane[:(nh + 2) * pitch].reshape(nh + 2, pitch)
+                    for r in range(nrows):
+                        _xnor_row_stride2(grid, 2 * (oy0 + r), wq[o0, k], wq[o1, k], acc0, acc1, r * wo, wo)
+            for r in range(nrows):
+                oy = oy0 + r
+                r0 = oy * stride
+                top = r0 == 0
+                bottom = r0 + 2 > nh
+                kind = (1 if top else 0) + (2 if bottom else 0)
+                if kind != filled:
+                    filled = kind
+                    _row_base(pad_share, o0, cin, top, bottom, right_padded, base0)
+                    _row_base(pad_share, o1, cin, top, bottom, right_padded, base1)
+                for pair in range(2):
+                    o = o0 if pair == 0 else o1
+                    acc = (acc0 if pair == 0 else acc1)[r * row_step:r * row_step + wo]
+                    base = base0 if pair == 0 else base1
+                    m = mul[o]
+                    a = add[o]
+                    g = rp_gamma[o] if use_rprelu else np.float32(0.0)
+                    sl = rp_slope[o] if use_rprelu else np.float32(0.0)
+                    z = rp_zeta[o] if use_rprelu else np.float32(0.0)
+                    for ox in range(wo):
+                        out[b, o, oy, ox] = _epilogue(base[ox], acc[ox], m, a, g, sl, z, use_rprelu)
+                    if has_res:
+                        for ox in range(wo):
+                            out[b, o, oy, ox] += residual[b, o, oy, ox]
 
 
 @njit(inline="always")
@@ -471,8 +512,11 @@ def _conv_span(xp, b, oy0, nrows, shape, wq, pad_share, cin, epilogue, o0, o1, a
                db, dy0):
     """Output rows oy0 .. oy0 + nrows - 1 of channels o0 and o1 of image b (:func:`binary_conv3x3`'s arguments;
     shape: (H, Wo, row pitch, stride); epilogue: (mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual))
-    into ``dst[db, o, dy0 + r]``: the output map itself, or a tile the next kernel reads from cache. ``filled``: the
-    kind of row base0/base1 hold (-1: none); returns the kind they hold after the span."""
+    into ``dst[db, o, dy0 + r]`` (:func:`binary_conv3x3_pointwise`: a tile the 1x1 conv reads from cache).
+    ``filled``: the kind of row base0/base1 hold (-1: none); returns the kind they hold after the span.
+    :func:`binary_conv3x3` keeps this loop written out in its own body: calling this helper (inlined or not) made its
+    serial build 3-18 % slower on the edge model's shapes (measured in one process against the inline body,
+    2026-12-07), which cost a 4x layer at one thread."""
     nh, wo, pitch, stride = shape
     mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual = epilogue
     row_step = pitch if stride == 1 else wo
