@@ -496,69 +496,38 @@ def binary_conv3x3(
                             out[b, o, oy, ox] += residual[b, o, oy, ox]
 
 
-@njit(inline="always")
-def _span_scratch(span_rows, shape):
-    """One task's scratch for :func:`_conv_span`: the two channels' int32 sums of a span, and per output pixel of
-    a row the sum's base 9*Cin less what its padded taps add (pad_share), one vector per channel, refilled only when
-    the kind of row (top, bottom, inner) changes."""
-    _, wo, pitch, stride = shape
-    row_step = pitch if stride == 1 else wo  # from one output row's sums to the next
-    acc0 = np.empty(whole_blocks(span_rows * row_step), np.int32)
-    return acc0, np.empty_like(acc0), np.empty(wo, np.float32), np.empty(wo, np.float32)
-
-
-@njit(inline="always")
-def _conv_span(xp, b, oy0, nrows, shape, wq, pad_share, cin, epilogue, o0, o1, acc0, acc1, base0, base1, filled, dst,
-               db, dy0):
-    """Output rows oy0 .. oy0 + nrows - 1 of channels o0 and o1 of image b (:func:`binary_conv3x3`'s arguments;
-    shape: (H, Wo, row pitch, stride); epilogue: (mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual))
-    into ``dst[db, o, dy0 + r]`` (:func:`binary_conv3x3_pointwise`: a tile the 1x1 conv reads from cache).
-    ``filled``: the kind of row base0/base1 hold (-1: none); returns the kind they hold after the span.
-    :func:`binary_conv3x3` keeps this loop written out in its own body: calling this helper (inlined or not) made its
-    serial build 3-18 % slower on the edge model's shapes (measured in one process against the inline body,
-    2026-12-07), which cost a 4x layer at one thread."""
-    nh, wo, pitch, stride = shape
-    mul, add, rp_gamma, rp_slope, rp_zeta, use_rprelu, residual = epilogue
-    row_step = pitch if stride == 1 else wo
-    right_padded = (wo - 1) * stride + 2 > pitch - 1  # the last taps reach past column W - 1 (pitch = W + 1)
-    span = whole_blocks(nrows * row_step)
+@njit  # not inlined: compiled on its own, its float operations keep torch's order inside the fastmath fused kernel
+def _conv_rows_stride1(xp, b, oy0, nrows, nh, wq, pad_share, cin, conv_epilogue, o0, o1, acc0, acc1, base0, base1,
+                       tile):  # fmt: skip
+    """Stride-1 output rows oy0 .. oy0 + nrows - 1 of channels o0 and o1 of image b, with the RPReLU epilogue
+    conv_epilogue = (mul, add, rp_gamma, rp_slope, rp_zeta), into ``tile[o, r]`` (:func:`binary_conv3x3`'s math;
+    acc0/acc1, base0/base1: its sums and base vectors). :func:`binary_conv3x3` keeps this loop in its own body: a
+    shared helper made its serial build 3-18 % slower on the edge model's shapes (measured in one process,
+    2026-12-07), which cost a layer its 4x at one thread."""
+    mul, add, gamma, slope, zeta = conv_epilogue
+    wo = tile.shape[2]
+    pitch = row_pitch(wo)
+    span = whole_blocks(nrows * pitch)
     acc0[:span] = 0
     acc1[:span] = 0
     for k in range(xp.shape[1]):
-        plane = xp[b, k]
-        if stride == 1:  # contiguous loads (vectorised, no gathers)
-            _xnor_span_stride1(plane, np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k], acc0, acc1, span)
-        else:
-            grid = plane[:(nh + 2) * pitch].reshape(nh + 2, pitch)
-            for r in range(nrows):
-                _xnor_row_stride2(grid, 2 * (oy0 + r), wq[o0, k], wq[o1, k], acc0, acc1, r * wo, wo)
-    has_res = residual.shape[0] > 0
+        _xnor_span_stride1(xp[b, k], np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k], acc0, acc1, span)
+    filled = -1
     for r in range(nrows):
-        oy = oy0 + r
-        r0 = oy * stride
-        top = r0 == 0
-        bottom = r0 + 2 > nh
+        top = oy0 + r == 0
+        bottom = oy0 + r + 2 > nh
         kind = (1 if top else 0) + (2 if bottom else 0)
-        if kind != filled:
+        if kind != filled:  # at stride 1 the last column's right taps are always padding
             filled = kind
-            _row_base(pad_share, o0, cin, top, bottom, right_padded, base0)
-            _row_base(pad_share, o1, cin, top, bottom, right_padded, base1)
+            _row_base(pad_share, o0, cin, top, bottom, True, base0)
+            _row_base(pad_share, o1, cin, top, bottom, True, base1)
         for pair in range(2):
             o = o0 if pair == 0 else o1
-            acc = (acc0 if pair == 0 else acc1)[r * row_step:r * row_step + wo]
+            acc = (acc0 if pair == 0 else acc1)[r * pitch:r * pitch + wo]
             base = base0 if pair == 0 else base1
-            m = mul[o]
-            a = add[o]
-            g = rp_gamma[o] if use_rprelu else np.float32(0.0)
-            sl = rp_slope[o] if use_rprelu else np.float32(0.0)
-            z = rp_zeta[o] if use_rprelu else np.float32(0.0)
-            dy = dy0 + r
+            line = tile[o, r]
             for ox in range(wo):
-                dst[db, o, dy, ox] = _epilogue(base[ox], acc[ox], m, a, g, sl, z, use_rprelu)
-            if has_res:
-                for ox in range(wo):
-                    dst[db, o, dy, ox] += residual[b, o, oy, ox]
-    return filled
+                line[ox] = _epilogue(base[ox], acc[ox], mul[o], add[o], gamma[o], slope[o], zeta[o], True)
 
 
 def signed_sum_tables(sign_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -694,11 +663,6 @@ def binary_pointwise(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out,
                 _pointwise_chunk(y, b, q0, entry, sign, epilogue, out, b, q0, end - p0, tables, acc, sums, slab)
 
 
-#: :func:`_conv_span` compiled on its own: its float operations keep torch's order (no fastmath flags) inside
-#: :func:`binary_conv3x3_pointwise`, whose ``reassoc`` is for the 1x1 conv's channel sums.
-_conv_span_exact = njit(_conv_span.py_func)
-
-
 @njit
 def fused_span_rows(width):
     """Output rows per task of :func:`binary_conv3x3_pointwise` for maps ``width`` pixels wide."""
@@ -728,23 +692,24 @@ def binary_conv3x3_pointwise(
     nmid = wq.shape[0]
     if words < plane_words(nh, nw):
         raise ValueError("binary_conv3x3_pointwise: packed planes shorter than plane_words(nh, nw)")
-    pitch = row_pitch(nw)
     span_rows = fused_span_rows(nw)
     nspan = sums.shape[1]
-    shape = (nh, nw, pitch, 1)
-    conv_epilogue = (conv_mul, conv_add, conv_gamma, conv_slope, conv_zeta, True, np.empty((0, 0, 0, 0), np.float32))
+    conv_epilogue = (conv_mul, conv_add, conv_gamma, conv_slope, conv_zeta)
     epilogue = (mul, add, rp_gamma, rp_slope, rp_zeta)
     for task in prange(nb * nspan):
         b = task // nspan
         span = task % nspan
         oy0 = span * span_rows
         nrows = min(span_rows, nh - oy0)
-        tile = np.empty((1, nmid, span_rows, nw), np.float32)
-        acc0, acc1, base0, base1 = _span_scratch(span_rows, shape)
+        tile = np.empty((nmid, span_rows, nw), np.float32)
+        acc0 = np.empty(whole_blocks(span_rows * row_pitch(nw)), np.int32)
+        acc1 = np.empty_like(acc0)
+        base0 = np.empty(nw, np.float32)
+        base1 = np.empty(nw, np.float32)
         for pair in range((nmid + 1) // 2):
             o0 = 2 * pair
-            _conv_span_exact(xp, b, oy0, nrows, shape, wq, pad_share, cin, conv_epilogue, o0, min(o0 + 1, nmid - 1),
-                             acc0, acc1, base0, base1, -1, tile, 0, 0)  # fmt: skip
+            _conv_rows_stride1(xp, b, oy0, nrows, nh, wq, pad_share, cin, conv_epilogue, o0, min(o0 + 1, nmid - 1),
+                               acc0, acc1, base0, base1, tile)  # fmt: skip
         y = tile.reshape(1, nmid, span_rows * nw)
         tables = np.empty((4, 8, POINTWISE_CHUNK), np.float32)
         acc = np.empty((out.shape[1], POINTWISE_CHUNK), np.float32)
