@@ -404,10 +404,10 @@ def spin_until_stopped(
     """Spin until the node sets an exit code or rclpy shuts down (SIGINT/SIGTERM); returns the exit code.
 
     A signal can arrive while rclpy is taking a message, and rclpy may then fail that take (seen on the
-    loaded CI machine: ``RuntimeError: Unable to convert call argument '0' to Python object``: the signal's
-    KeyboardInterrupt lands in the call's argument conversion). rclpy shuts its context down from a signal thread,
-    so the failure can come first: it waits up to ``shutdown_grace_s`` for the shutdown. Once rclpy has shut down,
-    such an error is part of a clean stop; if it does not, the error is real and propagates.
+    loaded CI machine: ``RuntimeError: Unable to convert call argument '0' to Python object``, presumably the
+    signal's KeyboardInterrupt landing in the call's argument conversion). rclpy shuts its context down from a signal
+    thread, and CI saw the failure come first, so it waits up to ``shutdown_grace_s`` for the shutdown. Once rclpy
+    has shut down, such an error is part of a clean stop; if it does not, the error is real and propagates.
     """
     while ok() and node.exit_code is None:
         try:
