@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -244,6 +246,11 @@ def test_full_width_features_only_for_avx512() -> None:
     assert kernels.full_width_features("+avx2,+avx512f,+popcnt") == "+avx2,+avx512f,+popcnt,-prefer-256-bit"
     assert kernels.full_width_features("+avx2,-avx512f,+popcnt") is None
     assert kernels.full_width_features("") is None
+
+
+@pytest.mark.skipif("NUMBA_CPU_FEATURES" in os.environ, reason="NUMBA_CPU_FEATURES set by hand")
+def test_full_width_vectors_exactly_on_avx512() -> None:
+    assert kernels.full_width_vectors() == ("+avx512f" in llvm_host_features())
 
 
 @pytest.mark.skipif("+avx512f" not in llvm_host_features(), reason="no AVX-512 on this CPU")

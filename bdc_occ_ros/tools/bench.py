@@ -227,7 +227,7 @@ def _time_pointwise(shape: tuple[int, ...], cout: int, repeats: int, branch: boo
         "bitwise": (lambda: (gap @ sign.T) * epi.mul) if branch else (lambda: pw.run(x3d, epi)),
     }, repeats, LAYER_MIN_SECONDS, LAYER_SETTLE_SECONDS)  # fmt: skip
     # Timed on its own: OpenBLAS's threads spin after each GEMM, and interleaved with the others they held the cores
-    # that torch's and the kernels' OpenMP threads waited for (measured: torch's 1x1 conv 24 ms instead of 0.6).
+    # that torch's and the kernels' OpenMP threads waited for (measured: torch's 1x1 conv 24 ms instead of 0.85).
     blas = _median_ms({"blas": lambda: [np.matmul(sign, image, out=gemm_out) for image in x3d]},
                       repeats, LAYER_MIN_SECONDS, LAYER_SETTLE_SECONDS)  # fmt: skip
     return {"torch_ms": t["torch"], "bitwise_ms": t["bitwise"], "speedup": t["torch"] / t["bitwise"],

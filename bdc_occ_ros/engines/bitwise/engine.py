@@ -89,12 +89,13 @@ class BitwiseEngine:
         """How the kernels run, for /diagnostics: a slow threading layer or a second OpenMP runtime shows here."""
         import numba
 
-        full_width = (numba.config.CPU_FEATURES or "").endswith(",-prefer-256-bit")
+        from bdc_occ_ros.engines.bitwise import kernels
+
         return {
             "kernel_threads": str(self.threads),
             "threading_layer": numba.threading_layer(),
             "openmp_runtimes": str(len(openmp_runtimes())),
-            "llvm_prefer_256_bit": "off" if full_width else "cpu default",
+            "llvm_prefer_256_bit": "off" if kernels.full_width_vectors() else "cpu default",
             "torch_threads": str(torch.get_num_threads()),
         }
 

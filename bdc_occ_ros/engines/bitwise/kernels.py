@@ -75,6 +75,10 @@ if not os.environ.get("NUMBA_THREADING_LAYER"):
     numba.config.THREADING_LAYER = "default"
 
 
+#: The feature that turns LLVM's 256-bit preference off (:func:`full_width_features`).
+_FULL_WIDTH = ",-prefer-256-bit"
+
+
 def full_width_features(host_features: str) -> str | None:
     """numba's CPU feature string with LLVM's ``prefer-256-bit`` tuning turned off, for a CPU with AVX-512;
     None for one without (nothing to widen).
@@ -86,7 +90,13 @@ def full_width_features(host_features: str) -> str | None:
     there."""
     if "+avx512f" not in host_features.split(","):
         return None
-    return f"{host_features},-prefer-256-bit"
+    return host_features + _FULL_WIDTH
+
+
+def full_width_vectors() -> bool:
+    """Whether numba's CPU features turn LLVM's 256-bit preference off (:func:`full_width_features`, or a
+    NUMBA_CPU_FEATURES that does the same)."""
+    return (numba.config.CPU_FEATURES or "").endswith(_FULL_WIDTH)
 
 
 def _use_full_vector_width() -> None:
