@@ -247,6 +247,28 @@ def test_engine_selection_and_fallback(tiny) -> None:
         create_engine("bitwise", cfg, device="cuda", fallback=False)
 
 
+def test_engines_run_float_convs_channels_last(tiny) -> None:
+    # oneDNN's fast CPU convs are channels-last; the torch engine runs the whole network so, the bitwise engine its
+    # float image backbone, whose maps it hands to the packed neck C-contiguous
+    cfg, model, imgs, geo = tiny
+    torch_engine = create_engine("torch", cfg)
+    convs = [m for m in torch_engine.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    frustum = torch_engine.model.img_view_transformer.frustum  # 4-D, viewed as (-1, 3): must keep its strides
+    assert frustum.dim() == 4 and frustum.is_contiguous()
+    torch_engine.model.load_state_dict(model.state_dict())
+    assert _compare(model, torch_engine.model, imgs, geo) >= 0.999
+    out = torch_engine.infer(imgs, geo)
+    assert out.det is not None and all(v.is_contiguous() for v in out.det.values())
+
+    backbone = create_engine("bitwise", cfg).model.network.img_backbone
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))  # fmt: skip
+    with torch.no_grad():
+        feats = backbone(imgs[0])
+    assert feats and all(f.is_contiguous() for f in feats)
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one numba thread: nothing to choose")
 def test_engine_runs_its_kernel_threads_in_the_calling_thread(tiny) -> None:
     # numba's thread count is per thread: the node builds the engine on one thread and infers on its worker thread

@@ -30,13 +30,28 @@ def load_weights(cfg: ModelConfig, checkpoint: str | Path | None, device: str = 
     return model.to(device).eval()
 
 
+def convs_channels_last(module: torch.nn.Module) -> None:
+    """Store the weights of every 2-D convolution in ``module`` channels-last (in place); a conv's output then
+    comes out channels-last too, and the layers after it keep that format. Only the convs: other 4-D tensors,
+    such as the lift-splat frustum, keep the strides the code that views them expects."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Conv2d):
+            layer.to(memory_format=torch.channels_last)
+
+
 class TorchEngine:
+    """The float network on torch. On the CPU its convolutions run channels-last (NHWC), where oneDNN has its fast
+    kernels: the edge network took 117 instead of 146 ms at 2 threads, 230 instead of 278 ms at 1 (Intel Xeon,
+    2026-12-07); the values differ from NCHW's by float rounding only."""
+
     name = "torch"
 
     def __init__(self, cfg: ModelConfig, checkpoint: str | Path | None = None, device: str = "cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
         self.model = load_weights(cfg, checkpoint, device)
+        if self.device.type == "cpu":
+            convs_channels_last(self.model)
 
     def runtime_info(self) -> dict[str, str]:
         return {"device": str(self.device), "torch_threads": str(torch.get_num_threads())}
@@ -46,4 +61,6 @@ class TorchEngine:
         out = self.model(imgs.to(self.device), geometry.to(self.device))
         labels = out["occ_logits"].argmax(dim=-1).to(torch.uint8).cpu()
         det = out.get("det")
-        return EngineOutput(occ_labels=labels, det=None if det is None else {k: v.cpu() for k, v in det.items()})
+        # Contiguous, as every engine returns them (channels-last maps would reach decoders that view them).
+        det = None if det is None else {k: v.cpu().contiguous() for k, v in det.items()}
+        return EngineOutput(occ_labels=labels, det=det)

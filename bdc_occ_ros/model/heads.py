@@ -166,7 +166,7 @@ def decode_detections(
         raise ValueError(f"heatmap has {k} classes but {len(names)} class names were given")
     mapping = BevCellMapping.from_grid(grid, (h, w))
     peaks = heat * (F.max_pool2d(heat, 3, 1, 1) == heat)
-    scores, idx = peaks.view(b, -1).topk(min(max_objects, k * h * w), dim=1)
+    scores, idx = peaks.reshape(b, -1).topk(min(max_objects, k * h * w), dim=1)
     maps = {name: det_out[name].detach().float().flatten(2) for name in DET_REGRESSION}  # (B, k, h*w)
     results: list[list[Detection3D]] = []
     for i in range(b):
