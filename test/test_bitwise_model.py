@@ -248,8 +248,8 @@ def test_engine_selection_and_fallback(tiny) -> None:
 
 
 def test_engines_run_float_convs_channels_last(tiny) -> None:
-    # oneDNN's fast CPU convs are channels-last; the torch engine runs the whole network so, the bitwise engine its
-    # float image backbone, whose maps it hands to the packed neck C-contiguous
+    # oneDNN's fast CPU convs are channels-last: the torch engine runs every conv so, the bitwise engine those of its
+    # float image backbone, whose maps it then hands to the packed neck C-contiguous
     cfg, model, imgs, geo = tiny
     torch_engine = create_engine("torch", cfg)
     convs = [m for m in torch_engine.model.modules() if isinstance(m, torch.nn.Conv2d)]
