@@ -269,6 +269,27 @@ def test_engines_run_float_convs_channels_last(tiny) -> None:
     assert feats and all(f.is_contiguous() for f in feats)
 
 
+def test_pack_model_runs_2x2_pooling_on_the_kernel(tiny) -> None:
+    # torch's avg_pool2d on an NCHW map took 8x the packed blocks' kernel: the detection head's pooling uses the kernel
+    from bdc_occ_ros.engines.bitwise.convert import _is_avg_pool2x2
+    from bdc_occ_ros.engines.bitwise.layers import AvgPool2x2
+
+    _, _, imgs, geo = tiny
+    cfg = ModelConfig.from_dict({**_tiny_cfg().to_dict(), "det_head": {"downsample": 2}})
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    packed = pack_model(model)
+    assert isinstance(packed.network.det_head.pool, AvgPool2x2)
+    assert _compare(model, packed, imgs, geo) >= 0.999  # detection maps included
+    x = torch.randn(2, 3, 7, 9)
+    for t in (x, x.contiguous(memory_format=torch.channels_last)):
+        assert torch.equal(AvgPool2x2()(t), torch.nn.functional.avg_pool2d(t, 2))
+    for other in (torch.nn.AvgPool2d(2, ceil_mode=True), torch.nn.AvgPool2d(2, padding=1), torch.nn.AvgPool2d(3, 2),
+                  torch.nn.AvgPool2d(2, 1), torch.nn.AvgPool2d(2, divisor_override=3)):  # fmt: skip
+        assert not _is_avg_pool2x2(other)
+    assert _is_avg_pool2x2(torch.nn.AvgPool2d((2, 2)))
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="one numba thread: nothing to choose")
 def test_engine_runs_its_kernel_threads_in_the_calling_thread(tiny) -> None:
     # numba's thread count is per thread: the node builds the engine on one thread and infers on its worker thread

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from bdc_occ_ros.engines.bitwise.blocks import PACKED_BLOCKS, PackedResidualBlock
-from bdc_occ_ros.engines.bitwise.layers import PackedConv3x3, PackedPointwise, PackedUnit
+from bdc_occ_ros.engines.bitwise.layers import AvgPool2x2, PackedConv3x3, PackedPointwise, PackedUnit
 from bdc_occ_ros.model.binary import BinaryConv2d
 from bdc_occ_ros.model.inputs import CameraGeometry
 from bdc_occ_ros.model.network import OccupancyNetwork
@@ -22,7 +22,8 @@ class BitwiseModel(nn.Module):
     their packed counterparts (``blocks.py``); same forward contract:
     ``(imgs (B, N, 3, H, W), geometry) -> {"occ_logits": (B, X, Y, Z, K), "det": ...}``.
 
-    Everything outside them (image backbone, LSS, FP convs, MLP head) is the original torch module.
+    Everything outside them (image backbone, LSS, FP convs, MLP head) is the original torch module, except 2x2
+    average pooling, which runs on the pooling kernel of the packed blocks (:class:`AvgPool2x2`, same values).
     """
 
     def __init__(self, network: OccupancyNetwork) -> None:
@@ -45,8 +46,9 @@ class BitwiseModel(nn.Module):
 
 
 def pack_model(model: OccupancyNetwork) -> BitwiseModel:
-    """Copy ``model`` (eval mode) with every BiSR-Conv / BDC-V1/V2/V3 unit replaced by a packed unit and every
-    block of units (Up, Down, FusionDecrease, basic/downsample blocks) by its packed counterpart.
+    """Copy ``model`` (eval mode) with every BiSR-Conv / BDC-V1/V2/V3 unit replaced by a packed unit, every
+    block of units (Up, Down, FusionDecrease, basic/downsample blocks) by its packed counterpart and every other
+    ``AvgPool2d(2)`` by :class:`AvgPool2x2`.
 
     The input model is not modified. Raises ValueError when a binarized conv is left outside a unit
     (it would run as a float conv and the packed model would silently not be binary there).
@@ -65,8 +67,18 @@ def _replace_units(module: nn.Module) -> None:
             setattr(module, name, PACKED_BLOCKS[type(child)](child.eval()))
         elif isinstance(child, BiSRConv | BDCUnitV1):
             setattr(module, name, PackedUnit.from_unit(child.eval()))
+        elif _is_avg_pool2x2(child):
+            setattr(module, name, AvgPool2x2())
         else:
             _replace_units(child)
+
+
+def _is_avg_pool2x2(module: nn.Module) -> bool:
+    """An ``AvgPool2d`` that :class:`AvgPool2x2` computes exactly: 2x2 windows, stride 2, no padding, floor mode."""
+    if not isinstance(module, nn.AvgPool2d):
+        return False
+    pairs = [v if isinstance(v, tuple) else (v, v) for v in (module.kernel_size, module.stride, module.padding)]
+    return pairs == [(2, 2), (2, 2), (0, 0)] and not module.ceil_mode and module.divisor_override is None
 
 
 @dataclass
