@@ -31,7 +31,7 @@ def _sign(x: torch.Tensor) -> torch.Tensor:
 def _packed_conv(x: torch.Tensor, w: torch.Tensor, stride: int) -> torch.Tensor:
     """Raw integer conv sum via the packed kernels, returned as NCHW float."""
     c = x.shape[1]
-    xp = pack_activation(x, np.ones(c, np.float32), np.zeros(c, np.float32))
+    xp = pack_activation(x, np.ones(c, np.float32), np.zeros(c, np.float32), phased=stride == 2)
     wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((w >= 0).numpy()), c)
     b, _, h, wd = x.shape
     out = np.empty((b, w.shape[0], kernels.conv_out_size(h, stride), kernels.conv_out_size(wd, stride)), np.float32)
@@ -72,7 +72,7 @@ def test_binary_conv3x3_parallel_build_by_output_size(stride: int) -> None:
     try:
         g = torch.Generator().manual_seed(stride)
         x, wt = torch.randn(1, 32, 150, 150, generator=g), torch.randn(32, 32, 3, 3, generator=g)
-        xp = pack_activation(x, np.ones(32, np.float32), np.zeros(32, np.float32))
+        xp = pack_activation(x, np.ones(32, np.float32), np.zeros(32, np.float32), phased=stride == 2)
         wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((wt >= 0).numpy()), 32)
         ho = kernels.conv_out_size(150, stride)
         out, ones = np.empty((1, 32, ho, ho), np.float32), np.ones(32, np.float32)
@@ -124,15 +124,29 @@ def test_pack_signs_over_several_chunks(h: int, w: int) -> None:
     _check_pack(40, h, w, channels_last=False)  # chunks of whole rows, and of single rows wider than a chunk
 
 
-def _check_pack(channels: int, h: int, w: int, channels_last: bool) -> None:
+@pytest.mark.parametrize(("channels", "h", "w"), [(32, 3, 4), (65, 4, 7), (5, 2, 1), (40, 70, 64)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pack_signs_column_phased(channels: int, h: int, w: int, channels_last: bool) -> None:
+    """Phased planes hold the same words as natural ones, each row's even columns first: odd and even widths."""
+    _check_pack(channels, h, w, channels_last, phased=True)
+
+
+def _check_pack(channels: int, h: int, w: int, channels_last: bool, phased: bool = False) -> None:
     g = torch.Generator().manual_seed(channels)
     x = torch.randn(2, channels, h, w, generator=g)
-    x[1, :, 1, 1] = 0.0
-    x[0, :, 2, 3] = -0.0  # -0.0 >= 0 as well
+    x[1, :, min(1, h - 1), min(1, w - 1)] = 0.0
+    x[0, :, h - 1, w - 1] = -0.0  # -0.0 >= 0 as well
     scale, shift = torch.rand(channels, generator=g) + 0.5, torch.randn(channels, generator=g)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    packed = pack_activation(x, scale.numpy(), shift.numpy())
+    packed = pack_activation(x, scale.numpy(), shift.numpy(), phased)
+    if phased:
+        grid = kernels.natural_grid(packed, h, w)
+        natural = pack_activation(x, scale.numpy(), shift.numpy())
+        assert np.array_equal(grid, kernels.padded_grid(natural, h, w))
+        assert np.array_equal(packed[..., grid[0, 0].size:], natural[..., grid[0, 0].size:])  # the slack
+        assert not np.array_equal(packed, natural) or w < 3  # the columns did move
+        packed = natural
     dtype = kernels.word_dtype(channels)
     assert packed.shape == (2, kernels.num_words(channels), kernels.plane_words(h, w)) and packed.dtype == dtype
     assert packed.shape[2] == (h + 2) * (w + 1) + kernels.LANES + 1
@@ -177,14 +191,16 @@ def test_signed_sum_tables_select_each_weight_pattern() -> None:
     assert np.array_equal(sign[:, :, None] * tabulated, weights.reshape(9, 8, 4))
 
 
+@pytest.mark.parametrize("slab_threads", [1, 2, 3])  # how many slabs the pixels are cut into
 @pytest.mark.parametrize(
     ("batch", "cin", "cout", "pixels"),
     [
         (2, 32, 32, 2 * kernels.POINTWISE_SLAB + 300),  # whole slabs, whole chunks and a partial chunk
         (2, 67, 9, 50), (1, 2, 3, 1), (2, 16, 5, kernels.POINTWISE_CHUNK), (1, 130, 128, 3 * 25),
+        (1, 64, 16, 625),  # 5 chunks: one slab alone, 3 + 2 chunks for 2 threads
     ],
 )  # fmt: skip
-def test_binary_pointwise_equals_torch(batch: int, cin: int, cout: int, pixels: int) -> None:
+def test_binary_pointwise_equals_torch(batch: int, cin: int, cout: int, pixels: int, slab_threads: int) -> None:
     g = torch.Generator().manual_seed(cin * cout + pixels)
     y = torch.randn(batch, cin, pixels, generator=g)
     weight = torch.where(torch.rand(cout, cin, generator=g) > 0.5, 1.0, -1.0)
@@ -193,7 +209,7 @@ def test_binary_pointwise_equals_torch(batch: int, cin: int, cout: int, pixels: 
     ref = torch.where(v > 0, v, v * slope[:, None]) + zeta[:, None]
     entry, sign = kernels.signed_sum_tables((weight > 0).numpy())
     out = np.full((batch, cout, pixels), np.nan, np.float32)
-    sums = np.zeros((batch, kernels.pointwise_slabs(pixels), cout), np.float32)
+    sums = np.full((batch, kernels.pointwise_slabs(pixels, slab_threads), cout), np.nan, np.float32)
     vectors = (t.numpy() for t in (mul, add, gamma, slope, zeta))
     kernels.binary_pointwise(y.numpy(), entry, sign, *vectors, out, sums)
     # another summation order than torch's: equal within float rounding of the conv sum's magnitude
@@ -201,6 +217,14 @@ def test_binary_pointwise_equals_torch(batch: int, cin: int, cout: int, pixels: 
     torch.testing.assert_close(torch.from_numpy(out), ref, rtol=1e-5, atol=2e-6 * scale)
     torch.testing.assert_close(torch.from_numpy(sums.sum(axis=1)), ref.sum(dim=2), rtol=1e-5,
                                atol=2e-6 * scale * pixels)  # fmt: skip
+
+
+def test_pointwise_slabs_share_the_chunks_evenly_between_threads() -> None:
+    chunk, slab = kernels.POINTWISE_CHUNK, kernels.POINTWISE_SLAB
+    assert kernels.pointwise_slabs(625) == 1 and kernels.pointwise_slabs(625, 2) == 2  # 5 chunks: 3 + 2
+    assert kernels.pointwise_slabs(10_000, 1) == 5 and kernels.pointwise_slabs(10_000, 2) == 6  # not 3 + 2 tasks
+    assert kernels.pointwise_slabs(2 * slab, 2) == 2 and kernels.pointwise_slabs(chunk, 4) == 1  # one chunk: one task
+    assert kernels.pointwise_slabs(3 * chunk, 4) == 3  # never more slabs than chunks
 
 
 @pytest.mark.parametrize("threads", [1, 2])

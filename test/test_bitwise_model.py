@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import numba
+import numpy as np
 import pytest
 import torch
 
@@ -77,6 +78,21 @@ def test_large_unit_fuses_its_convs_and_equals_torch_unit() -> None:
     packed = PackedUnit.from_unit(unit)
     assert packed.fuse_first_pointwise(90 * 120) and not packed.fuse_first_pointwise(FUSED_MIN_PIXELS - 1)
     torch.testing.assert_close(packed(x), ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_channel_gate_equals_torch_weight_branch() -> None:
+    """The gate kernel on per-range channel sums equals the float branch on the means, a saturated gate included."""
+    unit = make_unit(UnitVariant.BDC_V3, 40, 40, 1).eval()
+    _randomize(unit, 5)
+    means = torch.randn(2, 40, generator=torch.Generator().manual_seed(9))
+    means[1] *= 1e4  # drives some pre-sigmoid values far below zero: exp overflows and the gate must be 0
+    with torch.no_grad():
+        ref = unit.se_block.fc(means[:, :, None, None])[:, :, 0, 0]
+    partial = (means[:, None, :] * torch.tensor([15.0, 10.0, 5.0])[None, :, None]).numpy()  # sums over 3 ranges
+    got = PackedUnit.from_unit(unit).gate(partial, 30)
+    assert got.shape == (2, 40) and np.all(np.isfinite(got))
+    assert (ref[1] == 0).any() and np.array_equal(got[1][ref[1].numpy() == 0], np.zeros(int((ref[1] == 0).sum())))
+    torch.testing.assert_close(torch.from_numpy(got), ref, rtol=1e-5, atol=1e-6)
 
 
 #: Warms up, then runs units at the edge model's shapes and prints the kernel builds those compiled (none expected).
@@ -249,7 +265,7 @@ def test_engine_selection_and_fallback(tiny) -> None:
 
 def test_engines_run_float_convs_channels_last(tiny) -> None:
     # oneDNN's fast CPU convs are channels-last: the torch engine runs every conv so, the bitwise engine those of its
-    # float image backbone, whose maps it then hands to the packed neck C-contiguous
+    # float image backbone, whose maps it then hands to the packed neck C-contiguous, and its detection task heads
     cfg, model, imgs, geo = tiny
     torch_engine = create_engine("torch", cfg)
     convs = [m for m in torch_engine.model.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -261,12 +277,18 @@ def test_engines_run_float_convs_channels_last(tiny) -> None:
     out = torch_engine.infer(imgs, geo)
     assert out.det is not None and all(v.is_contiguous() for v in out.det.values())
 
-    backbone = create_engine("bitwise", cfg).model.network.img_backbone
-    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
-               for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))  # fmt: skip
+    bitwise = create_engine("bitwise", cfg)
+    network = bitwise.model.network
+    for float_part in (network.img_backbone, network.det_head.heads):
+        assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+                   for m in float_part.modules() if isinstance(m, torch.nn.Conv2d))  # fmt: skip
     with torch.no_grad():
-        feats = backbone(imgs[0])
+        feats = network.img_backbone(imgs[0])
+        shared = network.det_head.shared_conv(torch.randn(1, cfg.bev_encoder.neck_channels, 8, 8))
     assert feats and all(f.is_contiguous() for f in feats)
+    assert shared.is_contiguous(memory_format=torch.channels_last)
+    out = bitwise.infer(imgs, geo)
+    assert out.det is not None and all(v.is_contiguous() for v in out.det.values())
 
 
 def test_pack_model_runs_2x2_pooling_on_the_kernel(tiny) -> None:

@@ -181,11 +181,12 @@ def _time_xnor3x3(shape: tuple[int, ...], cout: int, stride: int, repeats: int) 
     ones, zeros = np.ones(cin, np.float32), np.zeros(cin, np.float32)
     ch = np.ones(cout, np.float32)
     epi = Epilogue(ch, ch * 0, ch * 0, ch * 0.25, ch * 0)  # alpha/BN fold + RPReLU, as in a unit
-    xp = pack_activation(x, ones, zeros)  # packed units pass NCHW maps to each other
+    phased = stride == 2  # how a packed unit packs a stride-2 conv's input
+    xp = pack_activation(x, ones, zeros, phased)  # packed units pass NCHW maps to each other
     t = _median_ms({
         "nchw": lambda: F.conv2d(x, weight, stride=stride, padding=1),
         "cl": lambda: F.conv2d(x_cl, weight, stride=stride, padding=1),
-        "pack": lambda: pack_activation(x, ones, zeros),
+        "pack": lambda: pack_activation(x, ones, zeros, phased),
         "conv": lambda: conv.run(xp, (h, w), epi),
     }, repeats, LAYER_MIN_SECONDS, LAYER_SETTLE_SECONDS)  # fmt: skip
     t_nchw, t_cl, t_pack, t_conv = t["nchw"], t["cl"], t["pack"], t["conv"]

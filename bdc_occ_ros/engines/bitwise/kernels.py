@@ -10,6 +10,10 @@ Layouts (all C-contiguous numpy arrays); words are uint32 for up to 32 channels,
   computing one wasted pixel per row (rounding each row up to whole vectors wasted 22-45 % on rows of 22-50 pixels).
   Channel ``c`` is bit ``c % w`` of plane ``c // w``; bit = 1 for a value >= 0 (the project's sign convention,
   sign(0) = +1); padding bits of the last word are 0. :func:`padded_grid` shows a plane as its rows.
+- column-phased planes, the input of a stride-2 conv: the same words, but each padded row holds its even columns
+  (the padding word, then pixels 1, 3, 5, ...) before its odd ones (pixels 0, 2, 4, ...). A stride-2 output pixel's
+  taps in a row, columns 2x, 2x + 1 and 2x + 2, are then words x, ``even_columns(W) + x`` and x + 1: contiguous
+  loads for a run of pixels, where the natural order needs strided ones. :func:`natural_grid` undoes it.
 - packed 3x3 weights ``(9, K, Cout)`` words as stored (tap ``ky*3+kx`` major); the conv kernel takes them as
   ``(Cout, K, 9)`` (:func:`conv_weights`) so one output channel's 9 words are hoisted into registers.
 - real-valued maps ``(B, C, H, W)`` float32 (NCHW, what torch produces by default), the conv output included.
@@ -59,7 +63,7 @@ PACK_CHUNK_PIXELS = 2048
 #: in L1/L2, and every inner loop is long enough to vectorise (runtime alias checks amortised).
 POINTWISE_CHUNK = 128
 
-#: Pixels per parallel task of :func:`binary_pointwise` (whole chunks; each task has its own tables and sums).
+#: Most pixels per parallel task of :func:`binary_pointwise` (whole chunks; each task has its own tables and sums).
 POINTWISE_SLAB = 16 * POINTWISE_CHUNK
 
 # Threading layer, unless NUMBA_THREADING_LAYER says otherwise. OpenMP first when torch runs on the runtime numba's
@@ -212,6 +216,23 @@ def padded_grid(packed: np.ndarray, height: int, width: int) -> np.ndarray:
     return packed[:, :, : (height + 2) * pitch].reshape(b, k, height + 2, pitch)
 
 
+@njit
+def even_columns(width):
+    """Even columns of a padded row ``width`` pixels wide (the padding word and the odd pixels): where the odd
+    columns start in a column-phased row."""
+    return width // 2 + 1
+
+
+def natural_grid(phased: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Column-phased packed planes -> their padded rows in natural column order, as :func:`padded_grid` shows
+    planes packed without phases (a copy)."""
+    rows = padded_grid(phased, height, width)
+    natural = np.empty_like(rows)
+    ne = even_columns(width)
+    natural[..., 0::2], natural[..., 1::2] = rows[..., :ne], rows[..., ne:]
+    return natural
+
+
 def conv_out_size(size: int, stride: int) -> int:
     """Output size of a 3x3 conv with padding 1."""
     return (size - 1) // stride + 1
@@ -225,13 +246,13 @@ def bit_masks(dtype: type[np.unsignedinteger]) -> np.ndarray:
 
 
 @DualKernel
-def pack_signs_nchw(x, scale, shift, masks, out):
+def pack_signs_nchw(x, scale, shift, masks, phased, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
     x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign); masks:
-    :func:`bit_masks` of uint32 (also for uint64 words); out: (B, K, :func:`plane_words` (H, W)) uint32/uint64
-    words, written completely (padding and slack 0). The multiply and the add are rounded separately, as torch does,
-    so the bits equal torch's sign exactly.
+    :func:`bit_masks` of uint32 (also for uint64 words); phased: write column-phased rows (for a stride-2 conv);
+    out: (B, K, :func:`plane_words` (H, W)) uint32/uint64 words, written completely (padding and slack 0). The
+    multiply and the add are rounded separately, as torch does, so the bits equal torch's sign exactly.
 
     Each channel is one loop over a chunk of whole image rows (long and vectorised even for 8x22 maps) OR-ing
     into 32-bit planes that stay in L1 (:data:`PACK_CHUNK_PIXELS`); a 64-bit word is assembled from two of them
@@ -277,17 +298,30 @@ def pack_signs_nchw(x, scale, shift, masks, out):
             dst[start] = 0
             line = dst[start + 1:start + pitch]
             low = halves[0, row:row + nw]  # views: indexing halves at row + w made these loops gathers
-            if word_bits == 64:
-                high = halves[1, row:row + nw]
-                for w in range(nw):
-                    line[w] = low[w] | (np.uint64(high[w]) << np.uint64(32))
+            high = halves[word_bits // 64, row:row + nw]  # the second half of 64-bit words (unused for 32-bit ones)
+            if phased:  # odd pixels after the padding word, then the even ones
+                nodd = nw // 2
+                _place_words(line, 0, low, high, 1, 2, nodd, word_bits)
+                _place_words(line, nodd, low, high, 0, 2, nw - nodd, word_bits)
             else:
-                for w in range(nw):
-                    line[w] = low[w]
+                _place_words(line, 0, low, high, 0, 1, nw, word_bits)
+
+
+@njit(inline="always")
+def _place_words(line, at, low, high, first, step, n, word_bits):
+    """line[at + i] = the word of pixel ``first + step * i`` for i < n (step: a literal, so the loads vectorise);
+    a 64-bit word joins its halves from ``low`` and ``high``."""
+    if word_bits == 64:
+        for i in range(n):
+            p = first + step * i
+            line[at + i] = low[p] | (np.uint64(high[p]) << np.uint64(32))
+    else:
+        for i in range(n):
+            line[at + i] = low[first + step * i]
 
 
 @DualKernel
-def pack_signs_nhwc(x, scale, shift, masks, out):
+def pack_signs_nhwc(x, scale, shift, masks, phased, out):
     """Same as :func:`pack_signs_nchw` for channel-last input x: (B, H, W, C) float32 C-contiguous.
 
     Each image row is first transposed (with the affine applied) into a (C, W) scratch tile so the bit
@@ -319,7 +353,12 @@ def pack_signs_nhwc(x, scale, shift, masks, out):
                     row[w] |= m if tile[c0 + j, w] >= 0 else zero
             start = (h + 1) * pitch
             out[b, k, start] = zero
-            out[b, k, start + 1:start + pitch] = row
+            if phased:
+                nodd = nw // 2
+                out[b, k, start + 1:start + 1 + nodd] = row[1::2]
+                out[b, k, start + 1 + nodd:start + pitch] = row[0::2]
+            else:
+                out[b, k, start + 1:start + pitch] = row
 
 
 @njit(inline="always")
@@ -375,19 +414,35 @@ def _xnor_span_stride1(plane, q0, pitch, wa, wb, acc_a, acc_b, n):
 
 
 @njit(inline="always")
-def _xnor_row_stride2(grid, r0, wa, wb, acc_a, acc_b, i0, n):
-    """Same as :func:`_xnor_span_stride1` for one stride-2 output row of n pixels, one pixel at a time (every pixel
-    is stored), into acc_a/acc_b from i0 (an offset, not a slice: with slices of the sums passed in, LLVM turned the
-    input loads into gathers, 1.7x slower, measured). grid: the plane's padded rows; r0: the taps' top row."""
+def _xnor_row_stride2(plane, q0, pitch, odd, wa, wb, acc_a, acc_b, i0, n, last_in_row):
+    """Same as :func:`_xnor_span_stride1` for one stride-2 output row of n pixels of a column-phased ``plane``,
+    into acc_a/acc_b from i0 (an offset, not a slice: with slices of the sums passed in, LLVM turned the input loads
+    into gathers, 1.7x slower, measured). q0: the taps' top row's first word; odd: :func:`even_columns` (all three
+    uint64). A pixel's taps in a row are words x, odd + x and x + 1: contiguous loads along the row (1.3x faster
+    than the strided loads of natural rows on the 32x200x200 layer, measured). last_in_row: whether the last
+    pixel's right taps are in its row; if not (odd widths) they are the padding past it, and that pixel adds zero
+    words there."""
     wa, wb = _tap_words(wa), _tap_words(wb)
-    for ox in range(n):
-        c = 2 * ox
-        x0, x1, x2 = grid[r0, c], grid[r0, c + 1], grid[r0, c + 2]
-        x3, x4, x5 = grid[r0 + 1, c], grid[r0 + 1, c + 1], grid[r0 + 1, c + 2]
-        x6, x7, x8 = grid[r0 + 2, c], grid[r0 + 2, c + 1], grid[r0 + 2, c + 2]
+    one = np.uint64(1)
+    q1 = q0 + pitch
+    q2 = q1 + pitch
+    inner = n if last_in_row else n - 1
+    for ox in range(inner):
+        x = np.uint64(ox)
+        x0, x1, x2 = plane[q0 + x], plane[q0 + odd + x], plane[q0 + x + one]
+        x3, x4, x5 = plane[q1 + x], plane[q1 + odd + x], plane[q1 + x + one]
+        x6, x7, x8 = plane[q2 + x], plane[q2 + odd + x], plane[q2 + x + one]
         count_a, count_b = _xnor_counts((x0, x1, x2, x3, x4, x5, x6, x7, x8), wa, wb)
         acc_a[i0 + ox] += count_a
         acc_b[i0 + ox] += count_b
+    if inner < n:
+        x = np.uint64(inner)
+        zero = plane[q0] ^ plane[q0]
+        taps = (plane[q0 + x], plane[q0 + odd + x], zero, plane[q1 + x], plane[q1 + odd + x], zero,
+                plane[q2 + x], plane[q2 + odd + x], zero)  # fmt: skip
+        count_a, count_b = _xnor_counts(taps, wa, wb)
+        acc_a[i0 + inner] += count_a
+        acc_b[i0 + inner] += count_b
 
 
 @njit(inline="always")
@@ -431,10 +486,10 @@ def binary_conv3x3(
 ):
     """3x3 XNOR-popcount conv, padding 1, with a fused per-channel epilogue.
 
-    xp: (B, K, :func:`plane_words` (H, W)) packed signs; nh, nw: the image's H and W; wq: (Cout, K, 9) packed weight
-    signs (same word type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``, what a padded tap adds;
-    cin: real input channels; stride: 1 or 2. Epilogue per output channel o on the exact integer sum s:
-    ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
+    xp: (B, K, :func:`plane_words` (H, W)) packed signs, column-phased for stride 2; nh, nw: the image's H and W;
+    wq: (Cout, K, 9) packed weight signs (same word type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``,
+    what a padded tap adds; cin: real input channels; stride: 1 or 2. Epilogue per output channel o on the exact
+    integer sum s: ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
     ``y = prelu(y + rp_gamma[o], rp_slope[o]) + rp_zeta[o]``, then ``y += residual`` when residual is non-empty
     (shape (B, Cout, Ho, Wo)). out: (B, Cout, Ho, Wo) float32.
 
@@ -452,6 +507,7 @@ def binary_conv3x3(
     pitch = row_pitch(nw)
     has_res = residual.shape[0] > 0
     right_padded = (wo - 1) * stride + 2 > nw
+    odd = np.uint64(even_columns(nw))
     span_rows = max(1, CONV_SPAN_PIXELS // pitch)
     row_step = pitch if stride == 1 else wo  # from one output row's sums to the next
     npair = (nco + 1) // 2
@@ -477,9 +533,9 @@ def binary_conv3x3(
                     _xnor_span_stride1(plane, np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k],
                                        acc0, acc1, span)  # fmt: skip
                 else:
-                    grid = plane[:(nh + 2) * pitch].reshape(nh + 2, pitch)
                     for r in range(nrows):
-                        _xnor_row_stride2(grid, 2 * (oy0 + r), wq[o0, k], wq[o1, k], acc0, acc1, r * wo, wo)
+                        _xnor_row_stride2(plane, np.uint64(2 * (oy0 + r) * pitch), np.uint64(pitch), odd, wq[o0, k],
+                                          wq[o1, k], acc0, acc1, r * wo, wo, not right_padded)  # fmt: skip
             for r in range(nrows):
                 oy = oy0 + r
                 r0 = oy * stride
@@ -631,9 +687,14 @@ def _pointwise_chunk(y, yb, yp0, entry, sign, epilogue, out, ob, op0, n, tables,
         sums[ob, slab, o] += total
 
 
-def pointwise_slabs(pixels: int) -> int:
-    """Parallel tasks per image of :func:`binary_pointwise` (the second axis of its ``sums``)."""
-    return -(-pixels // POINTWISE_SLAB)
+def pointwise_slabs(pixels: int, threads: int = 1) -> int:
+    """Parallel tasks per image of :func:`binary_pointwise` (the second axis of its ``sums``) for ``threads`` numba
+    threads: slabs of at most :data:`POINTWISE_SLAB` pixels, at least one per thread while there are chunks to
+    share, and as many per thread (a 100x100 map: 6 slabs of 13-14 chunks rather than 4 full ones and a short one,
+    3 against 2 per thread; a 25x25 map, which had one slab, gets 3 and 2 chunks)."""
+    chunks = -(-pixels // POINTWISE_CHUNK)
+    slabs = max(-(-pixels // POINTWISE_SLAB), min(threads, chunks))
+    return max(1, min(-(-slabs // threads) * threads, chunks))
 
 
 @partial(DualKernel, fastmath=frozenset({"reassoc"}))
@@ -643,8 +704,9 @@ def binary_pointwise(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out,
 
     y: (B, Cin, P) float32; entry, sign: :func:`signed_sum_tables` of W; mul, add, rp_*: (Cout,) float32 (alpha and
     a BatchNorm folded into mul/add; ``prelu(. + rp_gamma, rp_slope) + rp_zeta``); out: (B, Cout, P) float32;
-    sums: (B, :func:`pointwise_slabs` (P), Cout) float32: per-task channel sums of out (the
-    weight branch's global average pool, without another pass over the map).
+    sums: (B, S, Cout) float32, S = :func:`pointwise_slabs` (P, threads): per-task channel sums of out (the weight
+    branch's global average pool, without another pass over the map); task s takes chunks ``s * C // S`` to
+    ``(s + 1) * C // S - 1`` of the C chunks of :data:`POINTWISE_CHUNK` pixels.
 
     Per chunk of pixels, the 8 signed sums of every 4 input channels are tabulated once (12 adds per pixel and
     group), then each output channel adds one tabulated sum times its sign per 4 input channels, four groups per
@@ -656,21 +718,21 @@ def binary_pointwise(y, entry, sign, mul, add, rp_gamma, rp_slope, rp_zeta, out,
     nb, _, npix = y.shape
     nco = out.shape[1]
     nslab = sums.shape[1]
+    nchunk = -(-npix // POINTWISE_CHUNK)
     epilogue = (mul, add, rp_gamma, rp_slope, rp_zeta)
     for task in prange(nb * nslab):
         b = task // nslab
         slab = task % nslab
         tables = np.empty((4, 8, POINTWISE_CHUNK), np.float32)
         acc = np.empty((nco, POINTWISE_CHUNK), np.float32)
-        end = min((slab + 1) * POINTWISE_SLAB, npix)
         sums[b, slab] = 0
-        for chunk in range(POINTWISE_SLAB // POINTWISE_CHUNK):
-            p0 = slab * POINTWISE_SLAB + chunk * POINTWISE_CHUNK
+        for chunk in range(slab * nchunk // nslab, (slab + 1) * nchunk // nslab):
+            p0 = chunk * POINTWISE_CHUNK
             q0 = np.uint64(p0)
-            if p0 + POINTWISE_CHUNK <= end:  # a constant trip count: whole vectors
+            if p0 + POINTWISE_CHUNK <= npix:  # a constant trip count: whole vectors
                 _pointwise_chunk(y, b, q0, entry, sign, epilogue, out, b, q0, POINTWISE_CHUNK, tables, acc, sums, slab)
-            elif p0 < end:
-                _pointwise_chunk(y, b, q0, entry, sign, epilogue, out, b, q0, end - p0, tables, acc, sums, slab)
+            else:
+                _pointwise_chunk(y, b, q0, entry, sign, epilogue, out, b, q0, npix - p0, tables, acc, sums, slab)
 
 
 @njit
@@ -731,6 +793,39 @@ def binary_conv3x3_pointwise(
                 _pointwise_chunk(y, 0, q0, entry, sign, epilogue, out, b, q, POINTWISE_CHUNK, tables, acc, sums, span)
             else:
                 _pointwise_chunk(y, 0, q0, entry, sign, epilogue, out, b, q, npix - p0, tables, acc, sums, span)
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def channel_gate(partial, pixels, sign1, alpha1, gamma, slope, zeta, sign2, alpha2, gate):
+    """The BDC-V3 weight branch, ``sigmoid(a2 * (S2 @ rprelu(a1 * (S1 @ mean))))`` per image, from the per-task
+    channel sums of the unit's main path.
+
+    partial: (B, T, C) float32, what :func:`binary_pointwise` / :func:`binary_conv3x3_pointwise` leave in ``sums``;
+    pixels: the map's pixel count (the means are the sums over T divided by it); sign1, sign2: (C, C) float32 +-1
+    weights; alpha1, alpha2: their (C,) scales; gamma, slope, zeta: the RPReLU between them; gate: (B, C) float32
+    out. One call instead of a dozen small numpy operations (25 against 3 us per unit, measured). ``reassoc``
+    vectorises the dot products: sums in another order than BLAS's, as different as two BLAS builds."""
+    nb, nt, nc = partial.shape
+    mean = np.empty(nc, np.float32)
+    hidden = np.empty(nc, np.float32)
+    count = np.float32(pixels)
+    one = np.float32(1.0)
+    for b in range(nb):
+        for c in range(nc):
+            total = np.float32(0.0)
+            for t in range(nt):
+                total += partial[b, t, c]
+            mean[c] = total / count
+        for o in range(nc):
+            h = np.float32(0.0)
+            for c in range(nc):
+                h += sign1[o, c] * mean[c]
+            hidden[o] = _rprelu(h * alpha1[o], gamma[o], slope[o], zeta[o])
+        for o in range(nc):
+            h = np.float32(0.0)
+            for c in range(nc):
+                h += sign2[o, c] * hidden[c]
+            gate[b, o] = one / (one + np.exp(-(h * alpha2[o])))  # exp overflows to inf for h << 0: gate 0
 
 
 @DualKernel

@@ -94,9 +94,10 @@ def nchw(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to(torch.float32).numpy())
 
 
-def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
+def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray, phased: bool = False) -> np.ndarray:
     """Bits of sign(scale*x + shift) for x (B, C, H, W) in any memory format -> (B, K, ``kernels.plane_words(H, W)``)
-    words: flat planes with a zero border (the conv's padding), the layout of :mod:`.kernels`."""
+    words: flat planes with a zero border (the conv's padding), the layout of :mod:`.kernels`; ``phased``: with
+    column-phased rows, the input a stride-2 conv reads."""
     b, c, h, w = x.shape
     dtype = kernels.word_dtype(c)
     out = np.empty((b, kernels.num_words(c), kernels.plane_words(h, w)), dtype)
@@ -105,11 +106,11 @@ def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray) -> np
     if x.dtype != torch.float32:
         x = x.to(torch.float32)
     if x.is_contiguous():
-        kernels.pack_signs_nchw(x.numpy(), scale, shift, _MASKS[np.uint32], out)
+        kernels.pack_signs_nchw(x.numpy(), scale, shift, _MASKS[np.uint32], phased, out)
     elif x.is_contiguous(memory_format=torch.channels_last):
-        kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, _MASKS[dtype], out)
+        kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, _MASKS[dtype], phased, out)
     else:
-        kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[np.uint32], out)
+        kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[np.uint32], phased, out)
     return out
 
 
@@ -194,10 +195,10 @@ class PackedConv3x3(nn.Module):
         residual: np.ndarray = _EMPTY4,
         out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """xp (B, K, plane words) packed input of an image of ``size`` (H, W) (:func:`pack_activation`) -> (B, Cout,
-        Ho, Wo) float32 after the epilogue (+ residual), into ``out`` when given (C-contiguous), else into a new
-        numpy array (not :func:`empty32`: the units' kernels read it, not torch, and numpy allocates in 0.7 us
-        instead of 2-3)."""
+        """xp (B, K, plane words) packed input of an image of ``size`` (H, W) (:func:`pack_activation`, phased for
+        stride 2) -> (B, Cout, Ho, Wo) float32 after the epilogue (+ residual), into ``out`` when given
+        (C-contiguous), else into a new numpy array (not :func:`empty32`: the units' kernels read it, not torch, and
+        numpy allocates in 0.7 us instead of 2-3)."""
         h, w = size
         ho, wo = kernels.conv_out_size(h, self.stride), kernels.conv_out_size(w, self.stride)
         if out is None:
@@ -242,24 +243,26 @@ class PackedPointwise(nn.Module):
         self.entry, self.table_sign = kernels.signed_sum_tables(pos)
 
     def run(self, x: np.ndarray, epi: Epilogue) -> tuple[np.ndarray, np.ndarray]:
-        """x (B, Cin, P) float32 -> (``epi`` applied to the conv: (B, Cout, P) float32, its channel sums (B, Cout)).
+        """x (B, Cin, P) float32 -> (``epi`` applied to the conv: (B, Cout, P) float32, its channel sums over T pixel
+        ranges (B, T, Cout)).
 
         The epilogue must have an RPReLU (every 1x1 conv of the BDC units has one)."""
         if epi.rp_gamma.size != self.cout:  # the kernel reads one RPReLU per output channel, unchecked
             raise ValueError(f"PackedPointwise.run: the epilogue needs an RPReLU of {self.cout} channels")
         b, _, npix = x.shape
         out = empty32(b, self.cout, npix)
-        sums = np.empty((b, kernels.pointwise_slabs(npix), self.cout), np.float32)
+        slabs = kernels.pointwise_slabs(npix, kernels.calling_thread_kernel_threads())
+        sums = np.empty((b, slabs, self.cout), np.float32)
         kernels.binary_pointwise(x, self.entry, self.table_sign, epi.mul, epi.add, epi.rp_gamma, epi.rp_slope,
                                  epi.rp_zeta, out, sums)  # fmt: skip
-        return out, sums.sum(axis=1)
+        return out, sums
 
     def run_after(
         self, conv: PackedConv3x3, xp: np.ndarray, size: tuple[int, int], conv_epi: Epilogue, epi: Epilogue
     ) -> tuple[np.ndarray, np.ndarray]:
         """``run(conv.run(xp, size, conv_epi))`` for a stride-1 ``conv`` with an RPReLU, in one kernel that keeps
-        the conv's output in cache (:func:`kernels.binary_conv3x3_pointwise`): the same map bit for bit, the same
-        channel sums up to float rounding."""
+        the conv's output in cache (:func:`kernels.binary_conv3x3_pointwise`): the same map bit for bit; the channel
+        sums over other pixel ranges, whose totals equal up to float rounding."""
         if conv.stride != 1 or conv.cout != self.cin or conv_epi.rp_gamma.size != conv.cout:
             raise ValueError("PackedPointwise.run_after: needs a stride-1 conv into this layer, with an RPReLU")
         if epi.rp_gamma.size != self.cout:
@@ -272,7 +275,7 @@ class PackedPointwise(nn.Module):
             conv_epi.rp_slope, conv_epi.rp_zeta, self.entry, self.table_sign, epi.mul, epi.add, epi.rp_gamma,
             epi.rp_slope, epi.rp_zeta, out, sums,
         )  # fmt: skip
-        return out, sums.sum(axis=1)
+        return out, sums
 
 
 def _pack_reweight(branch: ChannelReweight) -> ChannelReweight:
@@ -286,9 +289,9 @@ def _pack_reweight(branch: ChannelReweight) -> ChannelReweight:
 
 @dataclass
 class ChannelGate:
-    """The BDC-V3 weight branch on the channel means, in numpy: ``sigmoid(a2 * (S2 @ rprelu(a1 * (S1 @ gap))))``
-    (S: +-1 matrices, a: alphas). A few vector ops instead of a dozen torch module calls: the branch's
-    Python overhead was most of a small unit's time (measured 80 of 165 us)."""
+    """The BDC-V3 weight branch on the channel means, ``sigmoid(a2 * (S2 @ rprelu(a1 * (S1 @ gap))))`` (S: +-1
+    matrices, a: alphas), by :func:`kernels.channel_gate`: one kernel call instead of a dozen torch module calls,
+    whose Python overhead was most of a small unit's time (measured 80 of 165 us)."""
 
     sign1: np.ndarray
     alpha1: np.ndarray
@@ -302,14 +305,12 @@ class ChannelGate:
         alphas = _np32(first.alpha), _np32(second.alpha)
         return cls(first.sign.numpy(), alphas[0], rprelu_vectors(act), second.sign.numpy(), alphas[1])
 
-    def __call__(self, gap: np.ndarray) -> np.ndarray:
-        """gap (B, C) float32 -> gate (B, C) float32."""
-        gamma, slope, zeta = self.act
-        h = (gap @ self.sign1.T) * self.alpha1 + gamma
-        h = np.maximum(h, 0) + slope * np.minimum(h, 0) + zeta
-        h = (h @ self.sign2.T) * self.alpha2
-        with np.errstate(over="ignore"):  # exp(-h) = inf for h << 0 gives the right gate, 0
-            return 1 / (1 + np.exp(-h))
+    def __call__(self, partial_sums: np.ndarray, pixels: int) -> np.ndarray:
+        """partial_sums (B, T, C) float32, channel sums of the main path over T pixel ranges of a map of ``pixels``
+        pixels -> gate (B, C) float32."""
+        gate = np.empty((partial_sums.shape[0], partial_sums.shape[2]), np.float32)
+        kernels.channel_gate(partial_sums, pixels, self.sign1, self.alpha1, *self.act, self.sign2, self.alpha2, gate)
+        return gate
 
 
 class PackedUnit(nn.Module):
@@ -376,7 +377,7 @@ class PackedUnit(nn.Module):
             out = empty32(*identity.shape)
         elif not out.flags.c_contiguous:
             raise ValueError("PackedUnit.run: out must be C-contiguous (a channel slice is only for B = 1)")
-        xp = pack_activation(x, self.pack_scale, self.pack_shift)
+        xp = pack_activation(x, self.pack_scale, self.pack_shift, phased=self.stride == 2)
         if self.bisr:  # RPReLU(conv3x3) + shortcut, all in the conv epilogue
             if post is NO_OPS:
                 return self.conv3.run(xp, x.shape[2:], self.epilogues[0], identity, out)
@@ -393,7 +394,7 @@ class PackedUnit(nn.Module):
                 rest = zip(self.pointwise, self.epilogues[1:], strict=True)
             for pw, epi in rest:
                 y, sums = pw.run(y, epi)
-            gate = self.gate(sums / np.float32(ho * wo))
+            gate = self.gate(sums, ho * wo)
         kernels.unit_output(
             _flat(y), gate, _flat(identity), _flat(post.extra), np.float32(post.scale), *post.act, _flat(out)
         )
@@ -404,12 +405,13 @@ class PackedUnit(nn.Module):
         stride 1, on maps of at least :data:`FUSED_MIN_PIXELS` (smaller ones have too few spans to share out)."""
         return self.stride == 1 and len(self.pointwise) > 0 and pixels >= FUSED_MIN_PIXELS
 
-    def gate(self, means: np.ndarray) -> np.ndarray:
-        """The weight branch on the channel means (B, C) of the main path -> (B, C) per-channel gate (ones without
-        a branch): the branch's global average pool is the means, then its two 1x1 convs."""
+    def gate(self, partial_sums: np.ndarray, pixels: int) -> np.ndarray:
+        """The weight branch on the main path's channel sums over T pixel ranges (B, T, C) of a map of ``pixels``
+        pixels -> (B, C) per-channel gate (ones without a branch): the branch's global average pool is their
+        means, then its two 1x1 convs."""
         if self.channel_gate is None:
-            return np.ones(means.shape, np.float32)
-        return self.channel_gate(means)
+            return np.ones((partial_sums.shape[0], partial_sums.shape[2]), np.float32)
+        return self.channel_gate(partial_sums, pixels)
 
 
 def warm_up() -> None:
