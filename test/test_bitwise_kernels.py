@@ -124,6 +124,18 @@ def test_pack_signs_over_several_chunks(h: int, w: int) -> None:
     _check_pack(40, h, w, channels_last=False)  # chunks of whole rows, and of single rows wider than a chunk
 
 
+def test_pack_chunks_give_every_thread_as_many_tasks() -> None:
+    assert kernels.pack_chunks(1, 1, 100, 100, 1) == 5 and kernels.pack_chunks(1, 1, 100, 100, 2) == 6
+    assert kernels.pack_chunks(1, 1, 200, 200, 2) == 20 and kernels.pack_chunks(1, 2, 25, 25, 2) == 1
+    assert kernels.pack_chunks(1, 1, 3, 8, 4) == 3  # never more chunks than rows
+    for chunks in (1, 2, 6, 7):  # chunk counts the threads may ask for: rows shared out unevenly by one
+        packed = np.empty((1, 1, kernels.plane_words(7, 9)), np.uint32)
+        x = torch.randn(1, 20, 7, 9, generator=torch.Generator().manual_seed(chunks))
+        kernels.pack_signs_nchw(x.numpy(), np.ones(20, np.float32), np.zeros(20, np.float32),
+                                kernels.bit_masks(np.uint32), False, chunks, packed)  # fmt: skip
+        assert np.array_equal(packed, pack_activation(x, np.ones(20, np.float32), np.zeros(20, np.float32)))
+
+
 @pytest.mark.parametrize(("channels", "h", "w"), [(32, 3, 4), (65, 4, 7), (5, 2, 1), (40, 70, 64)])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_pack_signs_column_phased(channels: int, h: int, w: int, channels_last: bool) -> None:

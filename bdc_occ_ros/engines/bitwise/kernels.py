@@ -245,14 +245,25 @@ def bit_masks(dtype: type[np.unsignedinteger]) -> np.ndarray:
     return np.left_shift(np.ones(bits, dtype), np.arange(bits, dtype=dtype))
 
 
+def pack_chunks(batch: int, words: int, height: int, width: int, threads: int) -> int:
+    """Row chunks per word plane for :func:`pack_signs_nchw`: about :data:`PACK_CHUNK_PIXELS` each, and as many
+    tasks in all for every one of ``threads`` threads where the rows allow (a 32-channel 100x100 map: 6 chunks of
+    16-17 rows, not 5 of 20, of which one thread took 3)."""
+    chunks = -(-height // max(1, PACK_CHUNK_PIXELS // width))
+    while (batch * words * chunks) % threads and chunks < height:
+        chunks += 1
+    return chunks
+
+
 @DualKernel
-def pack_signs_nchw(x, scale, shift, masks, phased, out):
+def pack_signs_nchw(x, scale, shift, masks, phased, nchunk, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
     x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign); masks:
     :func:`bit_masks` of uint32 (also for uint64 words); phased: write column-phased rows (for a stride-2 conv);
-    out: (B, K, :func:`plane_words` (H, W)) uint32/uint64 words, written completely (padding and slack 0). The
-    multiply and the add are rounded separately, as torch does, so the bits equal torch's sign exactly.
+    nchunk: chunks of rows per word plane, at most H (:func:`pack_chunks`); out: (B, K, :func:`plane_words` (H, W))
+    uint32/uint64 words, written completely (padding and slack 0). The multiply and the add are rounded separately,
+    as torch does, so the bits equal torch's sign exactly.
 
     Each channel is one loop over a chunk of whole image rows (long and vectorised even for 8x22 maps) OR-ing
     into 32-bit planes that stay in L1 (:data:`PACK_CHUNK_PIXELS`); a 64-bit word is assembled from two of them
@@ -264,20 +275,20 @@ def pack_signs_nchw(x, scale, shift, masks, phased, out):
     nk = out.shape[1]
     word_bits = out.itemsize * 8
     pitch = row_pitch(nw)
-    nchunk = -(-nh // max(1, PACK_CHUNK_PIXELS // nw))
-    rows_per_chunk = -(-nh // nchunk)  # chunks of equal height: the parallel tasks get even shares
+    rows_per_chunk = -(-nh // nchunk)  # the tallest chunk: they differ by one row at most
     zero = masks[0] ^ masks[0]
     for task in prange(nb * nk * nchunk):
         b = task // (nk * nchunk)
         k = task // nchunk % nk
-        h0 = task % nchunk * rows_per_chunk
+        chunk = task % nchunk
+        h0 = chunk * nh // nchunk
+        h1 = (chunk + 1) * nh // nchunk
         c0 = k * word_bits
         halves = np.empty((word_bits // 32, rows_per_chunk * nw), np.uint32)
         plane = x[b].reshape(nc, nh * nw)
         dst = out[b, k]
         if h0 == 0:
             dst[:pitch] = 0
-        h1 = min(h0 + rows_per_chunk, nh)
         if h1 == nh:
             dst[(nh + 1) * pitch:] = 0
         p0, npix = h0 * nw, (h1 - h0) * nw

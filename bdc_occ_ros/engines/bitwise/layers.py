@@ -105,12 +105,12 @@ def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray, phase
         x = x.detach()
     if x.dtype != torch.float32:
         x = x.to(torch.float32)
-    if x.is_contiguous():
-        kernels.pack_signs_nchw(x.numpy(), scale, shift, _MASKS[np.uint32], phased, out)
-    elif x.is_contiguous(memory_format=torch.channels_last):
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, _MASKS[dtype], phased, out)
-    else:
-        kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[np.uint32], phased, out)
+        return out
+    chunks = kernels.pack_chunks(b, out.shape[1], h, w, kernels.calling_thread_kernel_threads())
+    kernels.pack_signs_nchw(x.numpy() if x.is_contiguous() else nchw(x), scale, shift, _MASKS[np.uint32], phased,
+                            chunks, out)  # fmt: skip
     return out
 
 
