@@ -386,12 +386,12 @@ class PackedUnit(nn.Module):
         else:
             b, _, h, w = x.shape
             ho, wo = kernels.conv_out_size(h, self.stride), kernels.conv_out_size(w, self.stride)
+            rest = list(zip(self.pointwise, self.epilogues[1:], strict=True))  # (not a ModuleList slice: 6 us)
             if self.fuse_first_pointwise(ho * wo):
-                y, sums = self.pointwise[0].run_after(self.conv3, xp, (ho, wo), *self.epilogues[:2])
-                rest = zip(self.pointwise[1:], self.epilogues[2:], strict=True)
+                y, sums = rest[0][0].run_after(self.conv3, xp, (ho, wo), self.epilogues[0], rest[0][1])
+                rest = rest[1:]
             else:
                 y = self.conv3.run(xp, x.shape[2:], self.epilogues[0]).reshape(b, -1, ho * wo)  # (B, Cin, Ho*Wo)
-                rest = zip(self.pointwise, self.epilogues[1:], strict=True)
             for pw, epi in rest:
                 y, sums = pw.run(y, epi)
             gate = self.gate(sums, ho * wo)
