@@ -320,8 +320,8 @@ def pack_signs_nchw(x, scale, shift, masks, phased, nchunk, out):
 
 @njit(inline="always")
 def _place_words(line, at, low, high, first, step, n, word_bits):
-    """line[at + i] = the word of pixel ``first + step * i`` for i < n (step: a literal, so the loads vectorise);
-    a 64-bit word joins its halves from ``low`` and ``high``."""
+    """line[at + i] = the word of pixel ``first + step * i`` for i < n (step: 1 or 2, a literal at each call); a
+    64-bit word joins its halves from ``low`` and ``high``."""
     if word_bits == 64:
         for i in range(n):
             p = first + step * i
@@ -814,7 +814,7 @@ def channel_gate(partial, pixels, sign1, alpha1, gamma, slope, zeta, sign2, alph
     partial: (B, T, C) float32, what :func:`binary_pointwise` / :func:`binary_conv3x3_pointwise` leave in ``sums``;
     pixels: the map's pixel count (the means are the sums over T divided by it); sign1, sign2: (C, C) float32 +-1
     weights; alpha1, alpha2: their (C,) scales; gamma, slope, zeta: the RPReLU between them; gate: (B, C) float32
-    out. One call instead of a dozen small numpy operations (25 against 3 us per unit, measured). ``reassoc``
+    out. One call instead of a dozen small numpy operations (26 against 10 us per unit under cProfile). ``reassoc``
     vectorises the dot products: sums in another order than BLAS's, as different as two BLAS builds."""
     nb, nt, nc = partial.shape
     mean = np.empty(nc, np.float32)
