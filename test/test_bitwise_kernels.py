@@ -327,7 +327,7 @@ def test_avg_pool2x2_equals_torch(h: int, w: int) -> None:
     assert torch.equal(torch.from_numpy(out), F.avg_pool2d(x, 2, 2))
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 1), (1, 1, 1, 7), (1, 4, 6, 1)])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 1), (1, 1, 1, 7), (1, 4, 6, 1), (1, 8, 64, 70)])
 def test_upsample2x_bilinear_equals_torch(shape: tuple[int, ...]) -> None:
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape)))
     ref = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)

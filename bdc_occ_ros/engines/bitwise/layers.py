@@ -21,6 +21,7 @@ transposes are needed from one unit to the next (channels_last inputs from torch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -91,6 +92,8 @@ def _flat(x: np.ndarray) -> np.ndarray:
 
 def nchw(x: torch.Tensor) -> np.ndarray:
     """(B, C, H, W) tensor -> C-contiguous float32 array (no copy when it already is one)."""
+    if x.dtype == torch.float32 and not x.requires_grad and x.is_contiguous():
+        return x.numpy()  # the maps between units: 0.9 instead of 1.9 us per call
     return np.ascontiguousarray(x.detach().to(torch.float32).numpy())
 
 
@@ -99,19 +102,25 @@ def pack_activation(x: torch.Tensor, scale: np.ndarray, shift: np.ndarray, phase
     words: flat planes with a zero border (the conv's padding), the layout of :mod:`.kernels`; ``phased``: with
     column-phased rows, the input a stride-2 conv reads."""
     b, c, h, w = x.shape
-    dtype = kernels.word_dtype(c)
-    out = np.empty((b, kernels.num_words(c), kernels.plane_words(h, w)), dtype)
+    dtype, shape, chunks = _pack_layout(b, c, h, w, kernels.calling_thread_kernel_threads())
+    out = np.empty(shape, dtype)
     if x.requires_grad:
         x = x.detach()
     if x.dtype != torch.float32:
         x = x.to(torch.float32)
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         kernels.pack_signs_nhwc(x.permute(0, 2, 3, 1).numpy(), scale, shift, _MASKS[dtype], phased, out)
         return out
-    chunks = kernels.pack_chunks(b, out.shape[1], h, w, kernels.calling_thread_kernel_threads())
-    kernels.pack_signs_nchw(x.numpy() if x.is_contiguous() else nchw(x), scale, shift, _MASKS[np.uint32], phased,
-                            chunks, out)  # fmt: skip
+    kernels.pack_signs_nchw(nchw(x), scale, shift, _MASKS[np.uint32], phased, chunks, out)
     return out
+
+
+@lru_cache(maxsize=64)
+def _pack_layout(b: int, c: int, h: int, w: int, threads: int) -> tuple[type[np.unsignedinteger], tuple[int, ...], int]:
+    """(word type, packed shape, :func:`kernels.pack_chunks`) of a (B, C, H, W) map packed on ``threads`` threads:
+    derived once per shape (0.65 us less per call, measured)."""
+    words = kernels.num_words(c)
+    return kernels.word_dtype(c), (b, words, kernels.plane_words(h, w)), kernels.pack_chunks(b, words, h, w, threads)
 
 
 @dataclass
@@ -348,6 +357,9 @@ class PackedUnit(nn.Module):
         self.pack_scale, self.pack_shift = _np32(self.move0.k), _np32(self.move0.b)
         alphas = [self.conv3.alpha] + [pw.alpha for pw in self.pointwise]
         self.epilogues = [Epilogue.fold(a, n, act) for a, n, act in zip(alphas, self.norms, self.acts, strict=True)]
+        # Derived once, not on every call (the list and the Identity module's call took 2.6 us per unit, measured):
+        self.pointwise_stages = list(zip(self.pointwise, self.epilogues[1:], strict=True))
+        self.bn_fp_is_identity = isinstance(self.bn_fp, nn.Identity)
         self.conv3.prepare()
         for pw in self.pointwise:
             pw.prepare()
@@ -364,7 +376,7 @@ class PackedUnit(nn.Module):
             x = pool2x2(x)
         if self.out_channels == 2 * self.in_channels:
             x = torch.cat([x, x], dim=1)
-        return self.bn_fp(x)
+        return x if self.bn_fp_is_identity else self.bn_fp(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self.run(x))
@@ -386,7 +398,7 @@ class PackedUnit(nn.Module):
         else:
             b, _, h, w = x.shape
             ho, wo = kernels.conv_out_size(h, self.stride), kernels.conv_out_size(w, self.stride)
-            rest = list(zip(self.pointwise, self.epilogues[1:], strict=True))  # (not a ModuleList slice: 6 us)
+            rest = self.pointwise_stages
             if self.fuse_first_pointwise(ho * wo):
                 y, sums = rest[0][0].run_after(self.conv3, xp, (ho, wo), self.epilogues[0], rest[0][1])
                 rest = rest[1:]
