@@ -8,6 +8,7 @@ import torch
 
 from bdc_occ_ros.config import ModelConfig
 from bdc_occ_ros.engines import EngineOutput
+from bdc_occ_ros.engines.labels import occupancy_labels, warm_up_labels
 from bdc_occ_ros.model.checkpoint import load_checkpoint
 from bdc_occ_ros.model.inputs import CameraGeometry
 from bdc_occ_ros.model.network import build_model
@@ -52,6 +53,7 @@ class TorchEngine:
         self.model = load_weights(cfg, checkpoint, device)
         if self.device.type == "cpu":
             convs_channels_last(self.model)
+            warm_up_labels()
 
     def runtime_info(self) -> dict[str, str]:
         return {"device": str(self.device), "torch_threads": str(torch.get_num_threads())}
@@ -59,7 +61,7 @@ class TorchEngine:
     @torch.inference_mode()
     def infer(self, imgs: torch.Tensor, geometry: CameraGeometry) -> EngineOutput:
         out = self.model(imgs.to(self.device), geometry.to(self.device))
-        labels = out["occ_logits"].argmax(dim=-1).to(torch.uint8).cpu()
+        labels = occupancy_labels(out["occ_logits"]).cpu()
         det = out.get("det")
         # Contiguous, as every engine returns them (channels-last maps would reach decoders that view them).
         det = None if det is None else {k: v.cpu().contiguous() for k, v in det.items()}

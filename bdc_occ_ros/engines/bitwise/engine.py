@@ -10,6 +10,7 @@ import torch
 from bdc_occ_ros.config import ModelConfig
 from bdc_occ_ros.engines import EngineOutput
 from bdc_occ_ros.engines.errors import EngineUnavailable
+from bdc_occ_ros.engines.labels import occupancy_labels, warm_up_labels
 from bdc_occ_ros.model.inputs import CameraGeometry
 from bdc_occ_ros.openmp import openmp_runtimes
 
@@ -97,6 +98,7 @@ class BitwiseEngine:
             convs_channels_last(network.det_head.heads)
             network.det_head.shared_conv.register_forward_hook(_channels_last_output)
         warm_up()  # JIT/cache load now, at start-up, not on the first frame
+        warm_up_labels()
 
     def set_kernel_threads(self, n: int | None = None) -> int:
         """Run the kernels on ``n`` threads (None: :func:`default_kernel_threads`); returns the count used."""
@@ -128,7 +130,7 @@ class BitwiseEngine:
             numba.set_num_threads(self.threads)
         out, timings = run_stages(self.model.network, imgs.cpu(), geometry.to("cpu"))
         t0 = time.perf_counter()
-        labels = out["occ_logits"].argmax(dim=-1).to(torch.uint8)
+        labels = occupancy_labels(out["occ_logits"])
         timings["argmax"] = (time.perf_counter() - t0) * 1e3
         det = out.get("det")
         det = None if det is None else {k: v.contiguous() for k, v in det.items()}  # as the torch engine's

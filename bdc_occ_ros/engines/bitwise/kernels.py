@@ -928,6 +928,45 @@ def avg_pool2x2(x, out):
                 out[b, c, i, j] = s / np.float32(4.0)
 
 
+#: Cells per parallel task of :func:`argmax_classes`.
+ARGMAX_CELLS = 64
+
+
+@DualKernel
+def argmax_classes(logits, out):
+    """The class of the largest logit at every (cell, height), as ``torch.argmax`` picks it: the first maximum, and
+    a NaN counts as larger than any number (the first NaN wins).
+
+    logits: (N, Z, K) float32 C-contiguous; out: (N, Z) uint8 (K <= 256). Each cell's (Z, K) block is transposed
+    into a (K, Z) tile in L1, then one compare-and-select pass per class runs along Z, vectorised and branch-free:
+    the time does not depend on the values. torch's argmax over the last dimension does (occupancy logits of the
+    edge model, 200x200x16x18: 5.7 ms on the random-init FP twin's, 10.0 ms on the trained model's; this kernel
+    5.6 ms on both, 2 threads, AMD EPYC, 2026-12-08)."""
+    ncell, nz, nk = logits.shape
+    for task in prange(-(-ncell // ARGMAX_CELLS)):
+        tile = np.empty((nk, nz), np.float32)
+        best = np.empty(nz, np.float32)
+        index = np.empty(nz, np.int32)
+        for cell in range(task * ARGMAX_CELLS, min(ncell, (task + 1) * ARGMAX_CELLS)):
+            block = logits[cell]
+            for z in range(nz):
+                for k in range(nk):
+                    tile[k, z] = block[z, k]
+            best[:] = tile[0]
+            index[:] = 0
+            for k in range(1, nk):
+                row = tile[k]
+                for z in range(nz):
+                    v = row[z]
+                    b = best[z]
+                    larger = (v > b) | ((v != v) & (b == b))
+                    best[z] = v if larger else b
+                    index[z] = k if larger else index[z]
+            labels = out[cell]
+            for z in range(nz):
+                labels[z] = index[z]
+
+
 @DualKernel
 def popcount_peak(words, repeats):
     """Tight XOR-popcount loop over an L1-resident buffer: the CPU's practical popcount limit.
