@@ -95,6 +95,15 @@ def test_binary_conv3x3_rejects_planes_shorter_than_plane_words() -> None:
                                False, _E4, out)  # fmt: skip
 
 
+def test_binary_conv3x3_stride2_rejects_planes_not_phase_plane_words() -> None:
+    x, w = torch.randn(1, 8, 5, 6), torch.randn(3, 8, 3, 3)
+    wq, pad_share = kernels.conv_weights(kernels.pack_weights3x3((w >= 0).numpy()), 8)
+    natural = pack_activation(x, np.ones(8, np.float32), np.zeros(8, np.float32))  # not phased
+    out, ones = np.empty((1, 3, 3, 3), np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="phase_plane_words"):
+        kernels.binary_conv3x3(natural, 5, 6, wq, pad_share, 8, 2, ones, ones, _E1, _E1, _E1, False, _E4, out)
+
+
 def test_conv_epilogue_alpha_rprelu_residual() -> None:
     g = torch.Generator().manual_seed(1)
     cin, cout = 65, 7
@@ -138,9 +147,26 @@ def test_pack_chunks_give_every_thread_as_many_tasks() -> None:
 
 @pytest.mark.parametrize(("channels", "h", "w"), [(32, 3, 4), (65, 4, 7), (5, 2, 1), (40, 70, 64)])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_pack_signs_column_phased(channels: int, h: int, w: int, channels_last: bool) -> None:
-    """Phased planes hold the same words as natural ones, each row's even columns first: odd and even widths."""
+def test_pack_signs_phase_planes(channels: int, h: int, w: int, channels_last: bool) -> None:
+    """Phase planes hold the words of natural ones split by the parity of their padded row and column, with zero
+    padding and slack: odd and even heights and widths, both pack kernels."""
     _check_pack(channels, h, w, channels_last, phased=True)
+
+
+def _phase_planes(natural: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Phase planes built from natural ones with numpy: the padded image's (even row, even column), (even, odd),
+    (odd, even), (odd, odd) pixels, Ho + 1 rows at a pitch of Wo + 1 each, zeros elsewhere."""
+    b, k, _ = natural.shape
+    padded = np.zeros((b, k, h + 2, w + 2), natural.dtype)
+    padded[..., : w + 1] = kernels.padded_grid(natural, h, w)
+    rows, pitch = kernels.conv_out_size(h, 2) + 1, kernels.conv_out_size(w, 2) + 1
+    sub_words = kernels.phase_plane_words(h, w) // 4
+    planes = np.zeros((b, k, 4, sub_words), natural.dtype)
+    for phase in range(4):
+        pixels = padded[..., phase // 2 :: 2, phase % 2 :: 2][..., :rows, :pitch]
+        grid = planes[:, :, phase, : rows * pitch].reshape(b, k, rows, pitch)
+        grid[..., : pixels.shape[2], : pixels.shape[3]] = pixels
+    return planes.reshape(b, k, 4 * sub_words)
 
 
 def _check_pack(channels: int, h: int, w: int, channels_last: bool, phased: bool = False) -> None:
@@ -153,11 +179,10 @@ def _check_pack(channels: int, h: int, w: int, channels_last: bool, phased: bool
         x = x.contiguous(memory_format=torch.channels_last)
     packed = pack_activation(x, scale.numpy(), shift.numpy(), phased)
     if phased:
-        grid = kernels.natural_grid(packed, h, w)
         natural = pack_activation(x, scale.numpy(), shift.numpy())
-        assert np.array_equal(grid, kernels.padded_grid(natural, h, w))
-        assert np.array_equal(packed[..., grid[0, 0].size:], natural[..., grid[0, 0].size:])  # the slack
-        assert not np.array_equal(packed, natural) or w < 3  # the columns did move
+        assert packed.shape == (2, kernels.num_words(channels), kernels.phase_plane_words(h, w))
+        assert np.array_equal(kernels.phased_grid(packed, h, w), kernels.padded_grid(natural, h, w))
+        assert np.array_equal(packed, _phase_planes(natural, h, w))  # every word: the zeros and the slack too
         packed = natural
     dtype = kernels.word_dtype(channels)
     assert packed.shape == (2, kernels.num_words(channels), kernels.plane_words(h, w)) and packed.dtype == dtype

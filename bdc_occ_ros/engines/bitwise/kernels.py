@@ -10,10 +10,12 @@ Layouts (all C-contiguous numpy arrays); words are uint32 for up to 32 channels,
   computing one wasted pixel per row (rounding each row up to whole vectors wasted 22-45 % on rows of 22-50 pixels).
   Channel ``c`` is bit ``c % w`` of plane ``c // w``; bit = 1 for a value >= 0 (the project's sign convention,
   sign(0) = +1); padding bits of the last word are 0. :func:`padded_grid` shows a plane as its rows.
-- column-phased planes, the input of a stride-2 conv: the same words, but each padded row holds its even columns
-  (the padding word, then pixels 1, 3, 5, ...) before its odd ones (pixels 0, 2, 4, ...). A stride-2 output pixel's
-  taps in a row, columns 2x, 2x + 1 and 2x + 2, are then words x, ``even_columns(W) + x`` and x + 1: contiguous
-  loads for a run of pixels, where the natural order needs strided ones. :func:`natural_grid` undoes it.
+- phase planes, the input of a stride-2 conv: each word plane split into four sub-planes of
+  :func:`phase_plane_words` / 4 words, the padded image's (even row, even column), (even, odd), (odd, even) and
+  (odd, odd) pixels, each at a row pitch of ``Wo + 1`` (:func:`phase_pitch`; Ho, Wo the conv's output size) with
+  Ho + 1 rows, zeros where the padded image has none, and the same slack. A stride-2 output pixel (y, x) then reads
+  its 9 taps at flat index ``y * pitch + x`` (+ 1, + pitch, + pitch + 1) of the sub-planes: like stride 1, the conv
+  runs along whole spans of output rows in full vectors. :func:`phased_grid` shows them as natural rows.
 - packed 3x3 weights ``(9, K, Cout)`` words as stored (tap ``ky*3+kx`` major); the conv kernel takes them as
   ``(Cout, K, 9)`` (:func:`conv_weights`) so one output channel's 9 words are hoisted into registers.
 - real-valued maps ``(B, C, H, W)`` float32 (NCHW, what torch produces by default), the conv output included.
@@ -217,20 +219,31 @@ def padded_grid(packed: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 @njit
-def even_columns(width):
-    """Even columns of a padded row ``width`` pixels wide (the padding word and the odd pixels): where the odd
-    columns start in a column-phased row."""
-    return width // 2 + 1
+def phase_pitch(width):
+    """Words from one row of a phase sub-plane to the next, for an input ``width`` pixels wide: the stride-2
+    output's width plus one (the padding column of the even columns, or a slack word)."""
+    return (width - 1) // 2 + 2
 
 
-def natural_grid(phased: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Column-phased packed planes -> their padded rows in natural column order, as :func:`padded_grid` shows
-    planes packed without phases (a copy)."""
-    rows = padded_grid(phased, height, width)
-    natural = np.empty_like(rows)
-    ne = even_columns(width)
-    natural[..., 0::2], natural[..., 1::2] = rows[..., :ne], rows[..., ne:]
-    return natural
+@njit
+def phase_plane_words(height, width):
+    """Words per word plane of phase planes (four sub-planes of Ho + 1 rows at :func:`phase_pitch`, each followed by
+    the :data:`LANES` + 1 words of slack the last whole block of a span reads) for an input ``height`` x
+    ``width``."""
+    return 4 * (((height - 1) // 2 + 2) * phase_pitch(width) + LANES + 1)
+
+
+def phased_grid(phased: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Phase planes -> the padded rows they hold in natural order, as :func:`padded_grid` shows planes packed
+    without phases (a copy)."""
+    b, k, words = phased.shape
+    pitch, rows = phase_pitch(width), (height - 1) // 2 + 2
+    sub = phased.reshape(b, k, 4, words // 4)[..., : rows * pitch].reshape(b, k, 2, 2, rows, pitch)
+    padded = np.empty((b, k, 2 * rows, 2 * pitch), phased.dtype)
+    for row_phase in range(2):
+        for col_phase in range(2):
+            padded[:, :, row_phase::2, col_phase::2] = sub[:, :, row_phase, col_phase]
+    return padded[:, :, : height + 2, : row_pitch(width)]
 
 
 def conv_out_size(size: int, stride: int) -> int:
@@ -260,10 +273,10 @@ def pack_signs_nchw(x, scale, shift, masks, phased, nchunk, out):
     """Pack ``sign(scale[c]*x + shift[c])`` into bits (the ReDistribution affine + sign of a binary unit).
 
     x: (B, C, H, W) float32 C-contiguous; scale, shift: (C,) float32 (ones/zeros for a plain sign); masks:
-    :func:`bit_masks` of uint32 (also for uint64 words); phased: write column-phased rows (for a stride-2 conv);
-    nchunk: chunks of rows per word plane, at most H (:func:`pack_chunks`); out: (B, K, :func:`plane_words` (H, W))
-    uint32/uint64 words, written completely (padding and slack 0). The multiply and the add are rounded separately,
-    as torch does, so the bits equal torch's sign exactly.
+    :func:`bit_masks` of uint32 (also for uint64 words); phased: write phase planes (for a stride-2 conv); nchunk:
+    chunks of rows per word plane, at most H (:func:`pack_chunks`); out: (B, K, :func:`plane_words` (H, W), or
+    :func:`phase_plane_words` when phased) uint32/uint64 words, written completely (padding and slack 0). The
+    multiply and the add are rounded separately, as torch does, so the bits equal torch's sign exactly.
 
     Each channel is one loop over a chunk of whole image rows (long and vectorised even for 8x22 maps) OR-ing
     into 32-bit planes that stay in L1 (:data:`PACK_CHUNK_PIXELS`); a 64-bit word is assembled from two of them
@@ -274,7 +287,6 @@ def pack_signs_nchw(x, scale, shift, masks, phased, nchunk, out):
     nb, nc, nh, nw = x.shape
     nk = out.shape[1]
     word_bits = out.itemsize * 8
-    pitch = row_pitch(nw)
     rows_per_chunk = -(-nh // nchunk)  # the tallest chunk: they differ by one row at most
     zero = masks[0] ^ masks[0]
     for task in prange(nb * nk * nchunk):
@@ -287,10 +299,7 @@ def pack_signs_nchw(x, scale, shift, masks, phased, nchunk, out):
         halves = np.empty((word_bits // 32, rows_per_chunk * nw), np.uint32)
         plane = x[b].reshape(nc, nh * nw)
         dst = out[b, k]
-        if h0 == 0:
-            dst[:pitch] = 0
-        if h1 == nh:
-            dst[(nh + 1) * pitch:] = 0
+        _zero_borders(dst, nh, nw, h0 == 0, h1 == nh, phased)
         p0, npix = h0 * nw, (h1 - h0) * nw
         halves[:, :npix] = 0
         for j in range(min(word_bits, nc - c0)):
@@ -305,17 +314,57 @@ def pack_signs_nchw(x, scale, shift, masks, phased, nchunk, out):
                 half[p] |= m if v >= 0 else zero
         for h in range(h0, h1):
             row = (h - h0) * nw
-            start = (h + 1) * pitch
-            dst[start] = 0
-            line = dst[start + 1:start + pitch]
             low = halves[0, row:row + nw]  # views: indexing halves at row + w made these loops gathers
             high = halves[word_bits // 64, row:row + nw]  # the second half of 64-bit words (unused for 32-bit ones)
-            if phased:  # odd pixels after the padding word, then the even ones
-                nodd = nw // 2
-                _place_words(line, 0, low, high, 1, 2, nodd, word_bits)
-                _place_words(line, nodd, low, high, 0, 2, nw - nodd, word_bits)
-            else:
-                _place_words(line, 0, low, high, 0, 1, nw, word_bits)
+            _place_row(dst, h, nw, low, high, word_bits, phased)
+
+
+@njit(inline="always")
+def _zero_borders(dst, nh, nw, top, bottom, phased):
+    """Zero the padding rows and the slack of one word plane ``dst`` that no image row writes: the top border when
+    ``top``, the bottom border and the slack when ``bottom`` (natural rows, or phase planes when ``phased``)."""
+    if not phased:
+        pitch = row_pitch(nw)
+        if top:
+            dst[:pitch] = 0
+        if bottom:
+            dst[(nh + 1) * pitch:] = 0
+        return
+    pitch = phase_pitch(nw)
+    sub = dst.size // 4
+    last = (nh - 1) // 2 + 1  # the last row of each sub-plane (Ho)
+    if top:  # padded row 0: row 0 of the even-row sub-planes
+        dst[:pitch] = 0
+        dst[sub:sub + pitch] = 0
+    if bottom:
+        for phase in range(4):
+            first = nh // 2 + 1 if phase < 2 else last  # past the image rows: even padded rows 2r > H, odd ones
+            dst[phase * sub + first * pitch:(phase + 1) * sub] = 0
+
+
+@njit(inline="always")
+def _place_row(dst, h, nw, low, high, word_bits, phased):
+    """Image row h's words (:func:`_place_words` from ``low``/``high``) into one word plane ``dst`` with the zero
+    padding words around them: natural rows, or for ``phased`` the row's halves in two phase sub-planes (pixel w
+    is padded column w + 1: the odd pixels go to the even-column sub-plane after its padding word, the even ones to
+    the odd-column sub-plane, whose last word is slack)."""
+    if not phased:
+        pitch = row_pitch(nw)
+        start = (h + 1) * pitch
+        dst[start] = 0
+        _place_words(dst[start + 1:start + pitch], 0, low, high, 0, 1, nw, word_bits)
+        return
+    pitch = phase_pitch(nw)
+    sub = dst.size // 4
+    start = 2 * ((h + 1) % 2) * sub + (h + 1) // 2 * pitch
+    even = dst[start:start + pitch]
+    odd = dst[start + sub:start + sub + pitch]
+    nodd = nw // 2  # odd pixels
+    even[0] = 0
+    _place_words(even, 1, low, high, 1, 2, nodd, word_bits)
+    even[1 + nodd:] = 0  # the right padding column (odd widths)
+    _place_words(odd, 0, low, high, 0, 2, nw - nodd, word_bits)
+    odd[nw - nodd:] = 0
 
 
 @njit(inline="always")
@@ -341,11 +390,10 @@ def pack_signs_nhwc(x, scale, shift, masks, phased, out):
     nb, nh, nw, nc = x.shape
     nk = out.shape[1]
     word_bits = masks.size
-    pitch = row_pitch(nw)
     zero = masks[0] ^ masks[0]
     for b in range(nb):
-        out[b, :, :pitch] = zero
-        out[b, :, (nh + 1) * pitch:] = zero
+        for k in range(nk):
+            _zero_borders(out[b, k], nh, nw, True, True, phased)
     for bh in prange(nb * nh):
         b = bh // nh
         h = bh % nh
@@ -362,14 +410,7 @@ def pack_signs_nhwc(x, scale, shift, masks, phased, out):
                 m = masks[j]
                 for w in range(nw):
                     row[w] |= m if tile[c0 + j, w] >= 0 else zero
-            start = (h + 1) * pitch
-            out[b, k, start] = zero
-            if phased:
-                nodd = nw // 2
-                out[b, k, start + 1:start + 1 + nodd] = row[1::2]
-                out[b, k, start + 1 + nodd:start + pitch] = row[0::2]
-            else:
-                out[b, k, start + 1:start + pitch] = row
+            _place_row(out[b, k], h, nw, row, row, 32, phased)  # 32: whole words from row, whatever their width
 
 
 @njit(inline="always")
@@ -425,35 +466,26 @@ def _xnor_span_stride1(plane, q0, pitch, wa, wb, acc_a, acc_b, n):
 
 
 @njit(inline="always")
-def _xnor_row_stride2(plane, q0, pitch, odd, wa, wb, acc_a, acc_b, i0, n, last_in_row):
-    """Same as :func:`_xnor_span_stride1` for one stride-2 output row of n pixels of a column-phased ``plane``,
-    into acc_a/acc_b from i0 (an offset, not a slice: with slices of the sums passed in, LLVM turned the input loads
-    into gathers, 1.7x slower, measured). q0: the taps' top row's first word; odd: :func:`even_columns` (all three
-    uint64). A pixel's taps in a row are words x, odd + x and x + 1: contiguous loads along the row (1.3x faster
-    than the strided loads of natural rows on the 32x200x200 layer, measured). last_in_row: whether the last
-    pixel's right taps are in its row; if not (odd widths) they are the padding past it, and that pixel adds zero
-    words there."""
+def _xnor_span_stride2(plane, q0, pitch, wa, wb, acc_a, acc_b, n):
+    """:func:`_xnor_span_stride1` for a stride-2 conv on phase planes (``plane``: one word plane's four sub-planes):
+    output pixel i of the span reads its taps at sub-plane word ``q0 + i`` (+ 1, + pitch, + pitch + 1), row by row
+    from the (even, even), (even, odd) and (even, even) sub-planes, then (odd, even), (odd, odd), (odd, even), then
+    the even ones again one row down."""
     wa, wb = _tap_words(wa), _tap_words(wb)
     one = np.uint64(1)
-    q1 = q0 + pitch
-    q2 = q1 + pitch
-    inner = n if last_in_row else n - 1
-    for ox in range(inner):
-        x = np.uint64(ox)
-        x0, x1, x2 = plane[q0 + x], plane[q0 + odd + x], plane[q0 + x + one]
-        x3, x4, x5 = plane[q1 + x], plane[q1 + odd + x], plane[q1 + x + one]
-        x6, x7, x8 = plane[q2 + x], plane[q2 + odd + x], plane[q2 + x + one]
-        count_a, count_b = _xnor_counts((x0, x1, x2, x3, x4, x5, x6, x7, x8), wa, wb)
-        acc_a[i0 + ox] += count_a
-        acc_b[i0 + ox] += count_b
-    if inner < n:
-        x = np.uint64(inner)
-        zero = plane[q0] ^ plane[q0]
-        taps = (plane[q0 + x], plane[q0 + odd + x], zero, plane[q1 + x], plane[q1 + odd + x], zero,
-                plane[q2 + x], plane[q2 + odd + x], zero)  # fmt: skip
-        count_a, count_b = _xnor_counts(taps, wa, wb)
-        acc_a[i0 + inner] += count_a
-        acc_b[i0 + inner] += count_b
+    sub = np.uint64(plane.size // 4)
+    ee, eo, oe, oo = np.uint64(0), sub, sub + sub, sub + sub + sub
+    for block in range(n // LANES):
+        for lane in range(LANES):
+            i = block * LANES + lane
+            q = q0 + np.uint64(i)
+            down = q + pitch
+            taps = (plane[ee + q], plane[eo + q], plane[ee + q + one],
+                    plane[oe + q], plane[oo + q], plane[oe + q + one],
+                    plane[ee + down], plane[eo + down], plane[ee + down + one])  # fmt: skip
+            count_a, count_b = _xnor_counts(taps, wa, wb)
+            acc_a[i] += count_a
+            acc_b[i] += count_b
 
 
 @njit(inline="always")
@@ -497,7 +529,8 @@ def binary_conv3x3(
 ):
     """3x3 XNOR-popcount conv, padding 1, with a fused per-channel epilogue.
 
-    xp: (B, K, :func:`plane_words` (H, W)) packed signs, column-phased for stride 2; nh, nw: the image's H and W;
+    xp: (B, K, :func:`plane_words` (H, W)) packed signs, or phase planes (:func:`phase_plane_words`) for stride 2;
+    nh, nw: the image's H and W;
     wq: (Cout, K, 9) packed weight signs (same word type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``,
     what a padded tap adds; cin: real input channels; stride: 1 or 2. Epilogue per output channel o on the exact
     integer sum s: ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
@@ -506,27 +539,30 @@ def binary_conv3x3(
 
     One (image, pair of output channels) per task: both channels' weight words in registers and every input word
     loaded once for the two (measured 5-40 % faster than one channel per task). The output rows go in spans of
-    :data:`CONV_SPAN_PIXELS`; at stride 1 a span is one loop along the flat plane in whole blocks of :data:`LANES`
-    pixels, then one vectorised epilogue pass per row and channel (plus the residual's). The padded taps' share
-    comes from a per-pixel base vector of the row kind (:func:`_row_base`), so the border pixels need no second
-    pass (redoing the first and last pixel of every row cost 20-25 % of a 32x50x50 conv, measured).
+    :data:`CONV_SPAN_PIXELS`; a span is one loop along the flat plane (the phase sub-planes at stride 2) in whole
+    blocks of :data:`LANES` pixels, then one vectorised epilogue pass per row and channel (plus the residual's).
+    The padded taps' share comes from a per-pixel base vector of the row kind (:func:`_row_base`), so the border
+    pixels need no second pass (redoing the first and last pixel of every row cost 20-25 % of a 32x50x50 conv,
+    measured). At stride 2 the span loop on phase planes took 0.122 instead of 0.139 ms (1 thread) and 0.062
+    instead of 0.067 ms (2 threads) on the 32x200x200 layer, against a loop per output row on column-phased rows
+    (AMD EPYC, 2026-12-08).
     """
     nb, nk, words = xp.shape
     _, nco, ho, wo = out.shape
-    if words < plane_words(nh, nw):  # the spans' last blocks would read past the plane
+    if stride == 1 and words < plane_words(nh, nw):  # the spans' last blocks would read past the plane
         raise ValueError("binary_conv3x3: packed planes shorter than plane_words(nh, nw)")
-    pitch = row_pitch(nw)
+    if stride == 2 and words != phase_plane_words(nh, nw):  # the sub-planes are found by the plane's size
+        raise ValueError("binary_conv3x3: phase planes of another size than phase_plane_words(nh, nw)")
+    pitch = row_pitch(nw) if stride == 1 else phase_pitch(nw)  # also from one output row's sums to the next
     has_res = residual.shape[0] > 0
     right_padded = (wo - 1) * stride + 2 > nw
-    odd = np.uint64(even_columns(nw))
     span_rows = max(1, CONV_SPAN_PIXELS // pitch)
-    row_step = pitch if stride == 1 else wo  # from one output row's sums to the next
     npair = (nco + 1) // 2
     for bp in prange(nb * npair):
         b = bp // npair
         o0 = 2 * (bp % npair)
         o1 = min(o0 + 1, nco - 1)  # an odd last channel is computed twice (same values)
-        acc0 = np.empty(whole_blocks(span_rows * row_step), np.int32)
+        acc0 = np.empty(whole_blocks(span_rows * pitch), np.int32)
         acc1 = np.empty_like(acc0)
         # Per output pixel of a row, the sum's base 9*Cin less what its padded taps add (pad_share): one vector per
         # channel, refilled only when the kind of row (top, bottom, inner) changes.
@@ -535,18 +571,15 @@ def binary_conv3x3(
         filled = -1
         for oy0 in range(0, ho, span_rows):
             nrows = min(span_rows, ho - oy0)
-            span = whole_blocks(nrows * row_step)
+            span = whole_blocks(nrows * pitch)
             acc0[:span] = 0
             acc1[:span] = 0
-            for k in range(nk):
-                plane = xp[b, k]
-                if stride == 1:  # contiguous loads (vectorised, no gathers)
-                    _xnor_span_stride1(plane, np.uint64(oy0 * pitch), np.uint64(pitch), wq[o0, k], wq[o1, k],
-                                       acc0, acc1, span)  # fmt: skip
+            for k in range(nk):  # contiguous loads (vectorised, no gathers)
+                q0 = np.uint64(oy0 * pitch)
+                if stride == 1:
+                    _xnor_span_stride1(xp[b, k], q0, np.uint64(pitch), wq[o0, k], wq[o1, k], acc0, acc1, span)
                 else:
-                    for r in range(nrows):
-                        _xnor_row_stride2(plane, np.uint64(2 * (oy0 + r) * pitch), np.uint64(pitch), odd, wq[o0, k],
-                                          wq[o1, k], acc0, acc1, r * wo, wo, not right_padded)  # fmt: skip
+                    _xnor_span_stride2(xp[b, k], q0, np.uint64(pitch), wq[o0, k], wq[o1, k], acc0, acc1, span)
             for r in range(nrows):
                 oy = oy0 + r
                 r0 = oy * stride
@@ -559,7 +592,7 @@ def binary_conv3x3(
                     _row_base(pad_share, o1, cin, top, bottom, right_padded, base1)
                 for pair in range(2):
                     o = o0 if pair == 0 else o1
-                    acc = (acc0 if pair == 0 else acc1)[r * row_step:r * row_step + wo]
+                    acc = (acc0 if pair == 0 else acc1)[r * pitch:r * pitch + wo]
                     base = base0 if pair == 0 else base1
                     m = mul[o]
                     a = add[o]
