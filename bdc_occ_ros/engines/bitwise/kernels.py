@@ -352,32 +352,41 @@ def _place_row(dst, h, nw, low, high, word_bits, phased):
         pitch = row_pitch(nw)
         start = (h + 1) * pitch
         dst[start] = 0
-        _place_words(dst[start + 1:start + pitch], 0, low, high, 0, 1, nw, word_bits)
+        _place_words(dst[start + 1:start + pitch], 0, low, high, 0, nw, word_bits)
         return
     pitch = phase_pitch(nw)
     sub = dst.size // 4
     start = 2 * ((h + 1) % 2) * sub + (h + 1) // 2 * pitch
     even = dst[start:start + pitch]
     odd = dst[start + sub:start + sub + pitch]
-    nodd = nw // 2  # odd pixels
+    pairs = nw // 2
     even[0] = 0
-    _place_words(even, 1, low, high, 1, 2, nodd, word_bits)
-    even[1 + nodd:] = 0  # the right padding column (odd widths)
-    _place_words(odd, 0, low, high, 0, 2, nw - nodd, word_bits)
-    odd[nw - nodd:] = 0
+    # One loop for both parities: LLVM loads each pair of pixels as an interleaved group (a loop per parity with
+    # stride-2 loads made the phased pack 0.0065-0.0195 ms slower than the natural one on 200x200 maps, now
+    # 0.0001-0.0068; 1-2 threads, AMD EPYC, 2026-12-08).
+    if word_bits == 64:
+        for i in range(pairs):
+            odd[i] = low[2 * i] | (np.uint64(high[2 * i]) << np.uint64(32))
+            even[1 + i] = low[2 * i + 1] | (np.uint64(high[2 * i + 1]) << np.uint64(32))
+    else:
+        for i in range(pairs):
+            odd[i] = low[2 * i]
+            even[1 + i] = low[2 * i + 1]
+    even[1 + pairs:] = 0  # the right padding column (odd widths)
+    _place_words(odd, pairs, low, high, 2 * pairs, nw - 2 * pairs, word_bits)  # an odd width's last pixel
+    odd[nw - pairs:] = 0
 
 
 @njit(inline="always")
-def _place_words(line, at, low, high, first, step, n, word_bits):
-    """line[at + i] = the word of pixel ``first + step * i`` for i < n (step: 1 or 2, a literal at each call); a
-    64-bit word joins its halves from ``low`` and ``high``."""
+def _place_words(line, at, low, high, first, n, word_bits):
+    """line[at + i] = the word of pixel ``first + i`` for i < n; a 64-bit word joins its halves from ``low`` and
+    ``high``."""
     if word_bits == 64:
         for i in range(n):
-            p = first + step * i
-            line[at + i] = low[p] | (np.uint64(high[p]) << np.uint64(32))
+            line[at + i] = low[first + i] | (np.uint64(high[first + i]) << np.uint64(32))
     else:
         for i in range(n):
-            line[at + i] = low[first + step * i]
+            line[at + i] = low[first + i]
 
 
 @DualKernel
