@@ -338,7 +338,8 @@ def _zero_borders(dst, nh, nw, top, bottom, phased):
         dst[sub:sub + pitch] = 0
     if bottom:
         for phase in range(4):
-            first = nh // 2 + 1 if phase < 2 else last  # past the image rows: even padded rows 2r > H, odd ones
+            # The first row past the image: padded row 2r > H in the even-row sub-planes, 2r + 1 > H in the others.
+            first = nh // 2 + 1 if phase < 2 else last
             dst[phase * sub + first * pitch:(phase + 1) * sub] = 0
 
 
@@ -545,12 +546,11 @@ def binary_conv3x3(
     """3x3 XNOR-popcount conv, padding 1, with a fused per-channel epilogue.
 
     xp: (B, K, :func:`plane_words` (H, W)) packed signs, or phase planes (:func:`phase_plane_words`) for stride 2;
-    nh, nw: the image's H and W;
-    wq: (Cout, K, 9) packed weight signs (same word type); pad_share: (Cout, 9) int32, ``Cin - 2*popcount(w[o, :, t])``,
-    what a padded tap adds; cin: real input channels; stride: 1 or 2. Epilogue per output channel o on the exact
-    integer sum s: ``y = mul[o]*s + add[o]`` (weight scale alpha, folded BatchNorm), then if ``use_rprelu``
-    ``y = prelu(y + rp_gamma[o], rp_slope[o]) + rp_zeta[o]``, then ``y += residual`` when residual is non-empty
-    (shape (B, Cout, Ho, Wo)). out: (B, Cout, Ho, Wo) float32.
+    nh, nw: the image's H and W; wq: (Cout, K, 9) packed weight signs (same word type); pad_share: (Cout, 9) int32,
+    ``Cin - 2*popcount(w[o, :, t])``, what a padded tap adds; cin: real input channels; stride: 1 or 2. Epilogue
+    per output channel o on the exact integer sum s: ``y = mul[o]*s + add[o]`` (weight scale alpha, folded
+    BatchNorm), then if ``use_rprelu`` ``y = prelu(y + rp_gamma[o], rp_slope[o]) + rp_zeta[o]``, then
+    ``y += residual`` when residual is non-empty (shape (B, Cout, Ho, Wo)). out: (B, Cout, Ho, Wo) float32.
 
     One (image, pair of output channels) per task: both channels' weight words in registers and every input word
     loaded once for the two (measured 5-40 % faster than one channel per task). The output rows go in spans of
