@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import torch
+
+
+def _kernels() -> types.ModuleType | None:
+    """The numba kernels module, or None where numba/llvmlite does not import (the torch engine still runs)."""
+    try:
+        from bdc_occ_ros.engines.bitwise import kernels
+    except ImportError:
+        return None
+    return kernels
 
 
 def warm_up_labels() -> None:
     """Compile or load from numba's cache both builds of the labels kernel now (an engine's start-up), not on the
     first frame; nothing where numba does not import."""
-    try:
-        from bdc_occ_ros.engines.bitwise import kernels
-    except ImportError:
+    kernels = _kernels()
+    if kernels is None:
         return
     logits, out = np.zeros((1, 1, 2), np.float32), np.empty((1, 1), np.uint8)
     kernels.argmax_classes.serial(logits, out)
@@ -27,11 +37,8 @@ def occupancy_labels(logits: torch.Tensor) -> torch.Tensor:
     same code was 4 ms faster for the untrained network (2 threads, AMD EPYC, 2026-12-08). Anything else, and a
     machine where numba does not import, gets torch's argmax.
     """
-    if logits.device.type != "cpu" or logits.dtype != torch.float32 or not logits.is_contiguous():
-        return logits.argmax(dim=-1).to(torch.uint8)
-    try:
-        from bdc_occ_ros.engines.bitwise import kernels
-    except ImportError:  # numba/llvmlite missing or broken: the torch engine still runs
+    kernels = _kernels()
+    if kernels is None or logits.device.type != "cpu" or logits.dtype != torch.float32 or not logits.is_contiguous():
         return logits.argmax(dim=-1).to(torch.uint8)
     *cells, nz, nk = logits.shape
     out = np.empty((int(np.prod(cells)), nz), np.uint8)
